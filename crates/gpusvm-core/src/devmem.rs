@@ -27,7 +27,8 @@
 
 use core::ptr::NonNull;
 
-use crate::allocator::{Allocator, KBox};
+use crate::addr::PageShift;
+use crate::allocator::KBox;
 use crate::driver::SvmDriver;
 use crate::error::{code, Result};
 use crate::sync::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -85,6 +86,22 @@ const FRESH: usize = 0;
 const ATTACHED: usize = 1;
 const DETACHED: usize = 2;
 
+/// What an allocation's migrations need, handed over once at creation.
+pub struct DevmemEnv<D: SvmDriver> {
+    /// The mm the allocation's pages belong to.
+    pub mm: D::Mm,
+    /// The pagemap providing the device pages.
+    pub pagemap: D::Pagemap,
+    /// The device whose copy engine moves the pages (and that DMA-maps system pages for it).
+    pub dev: D::Dma,
+    /// Where migration buffers come from.
+    pub alloc: D::Alloc,
+    /// The time source for the timeslice.
+    pub clock: D::Clock,
+    /// The base page size.
+    pub page: PageShift,
+}
+
 /// The core's bookkeeping of one device-memory allocation (`drm_pagemap_devmem_init` fields).
 ///
 /// # Invariants
@@ -92,9 +109,7 @@ const DETACHED: usize = 2;
 /// `phase` only moves forward: `FRESH` → `ATTACHED` (a tracker owns a handle) → `DETACHED` (the
 /// tracker is gone). `size` is a non-zero multiple of the page size.
 pub struct DevmemState<D: SvmDriver> {
-    mm: D::Mm,
-    pagemap: D::Pagemap,
-    dev: D::Dma,
+    env: DevmemEnv<D>,
     size: u64,
     phase: AtomicUsize,
     timeslice_expiration_ms: AtomicU64,
@@ -102,29 +117,20 @@ pub struct DevmemState<D: SvmDriver> {
 }
 
 impl<D: SvmDriver> DevmemState<D> {
-    /// `drm_pagemap_devmem_init`: `size` bytes of `pagemap`, copied by `dev`, for `mm`.
+    /// `drm_pagemap_devmem_init`: `size` bytes of device memory described by `env`.
     /// `pre_migrate_fence` says whether the first copies must wait for a fence the driver holds
     /// (e.g. a clear of the new memory).
     ///
     /// # Errors
     ///
-    /// `EINVAL` if `size` is zero or not a multiple of `page_size` (a power of two).
-    pub fn new(
-        mm: D::Mm,
-        pagemap: D::Pagemap,
-        dev: D::Dma,
-        size: u64,
-        page_size: u64,
-        pre_migrate_fence: bool,
-    ) -> Result<Self> {
-        if size == 0 || !page_size.is_power_of_two() || size % page_size != 0 {
+    /// `EINVAL` if `size` is zero or not a multiple of the page size.
+    pub fn new(env: DevmemEnv<D>, size: u64, pre_migrate_fence: bool) -> Result<Self> {
+        if size == 0 || size % env.page.size() != 0 {
             return Err(code::EINVAL);
         }
         // INVARIANT: fresh, with a validated size.
         Ok(Self {
-            mm,
-            pagemap,
-            dev,
+            env,
             size,
             phase: AtomicUsize::new(FRESH),
             timeslice_expiration_ms: AtomicU64::new(0),
@@ -132,19 +138,29 @@ impl<D: SvmDriver> DevmemState<D> {
         })
     }
 
+    /// The migration environment.
+    pub fn env(&self) -> &DevmemEnv<D> {
+        &self.env
+    }
+
     /// The mm the allocation's pages belong to.
     pub fn mm(&self) -> &D::Mm {
-        &self.mm
+        &self.env.mm
     }
 
     /// The pagemap providing the pages.
     pub fn pagemap(&self) -> &D::Pagemap {
-        &self.pagemap
+        &self.env.pagemap
     }
 
     /// The device that copies.
     pub fn dev(&self) -> &D::Dma {
-        &self.dev
+        &self.env.dev
+    }
+
+    /// Number of pages.
+    pub fn npages(&self) -> u64 {
+        self.env.page.pages(self.size)
     }
 
     /// Size in bytes (also the CPU-fault migration window).
@@ -229,10 +245,11 @@ impl<D: SvmDriver> TrackerRef<D> {
     ///
     /// `EBUSY` if the allocation was already used by a migration, `ENOMEM`. The handle is
     /// dropped (released) in both cases, as upstream documents: the call consumes it.
-    pub(crate) fn new(devmem: D::Devmem, alloc: D::Alloc) -> Result<Self> {
+    pub(crate) fn new(devmem: D::Devmem) -> Result<Self> {
         if !devmem.state().attach() {
             return Err(code::EBUSY);
         }
+        let alloc = devmem.state().env().alloc.clone();
         let tracker = Tracker {
             refcount: AtomicUsize::new(1),
             devmem,

@@ -200,9 +200,8 @@ mod tests {
         assert_eq!(e.order(), 9);
         assert_eq!(e.dir(), DmaDirection::ToDevice);
         assert!(!e.is_none());
-        let top =
-            DmaEntry::encode(u64::MAX & !0xfff, Protocol::SYSTEM, 31, DmaDirection::None).unwrap();
-        assert_eq!(top.addr(), u64::MAX & !0xfff);
+        let top = DmaEntry::encode(!0xfffu64, Protocol::SYSTEM, 31, DmaDirection::None).unwrap();
+        assert_eq!(top.addr(), !0xfffu64);
         assert_eq!(top.order(), 31);
         assert_eq!(top.dir(), DmaDirection::None);
     }

@@ -72,18 +72,25 @@ pub mod flags;
 pub mod hmm;
 pub mod invalidate;
 pub mod lock;
+pub mod migrate;
 pub mod mm;
 pub mod notifier;
 pub mod pagemap;
 pub mod pages;
+pub mod plan;
 pub mod range;
 pub mod svm;
 mod sync;
 
+#[cfg(test)]
+mod mock;
+#[cfg(test)]
+mod tests;
+
 pub use addr::{PageShift, Span};
 pub use allocator::{AllocKind, Allocator, KArray, KBox};
 pub use chunk::{select_chunk, ChunkRequest, ChunkSizes};
-pub use devmem::{CopyBatch, DevmemAllocation, DevmemState};
+pub use devmem::{device_page_free, CopyBatch, DevmemAllocation, DevmemEnv, DevmemState};
 pub use dma::{DmaDevice, DmaDirection, DmaEntry, Protocol};
 pub use driver::{Ctx, SvmDriver};
 pub use error::{code, Error, Result};
@@ -91,12 +98,13 @@ pub use flags::{PagesFlags, RangeFlags};
 pub use hmm::HmmPfn;
 pub use invalidate::Invalidation;
 pub use lock::{NotifierLocked, RawRwLock, ReadGuard, SpinRwLock, WriteGuard};
+pub use migrate::{evict_all, evict_to_ram, migrate_to_devmem, migrate_to_ram, MigrateDetails};
 pub use mm::{
     Clock, HmmRange, IntervalNotifier, MigratePfn, MigrateSelect, MigrateVma, Mm, MmUser,
     MmapReadGuard, MmuEvent, MmuRange, Owner, PageKind, PgmapId, Subscriber, VmaFlags, VmaInfo,
 };
 pub use notifier::Notifier;
-pub use pagemap::Pagemap;
+pub use pagemap::{populate_mm, Pagemap};
 pub use pages::SvmPages;
 pub use range::{Range, RangeRef};
 pub use svm::{ScanResult, Svm, SvmConfig};

@@ -52,6 +52,13 @@ pub unsafe trait RawRwLock: Send + Sync {
     ///
     /// The caller holds the lock for writing.
     unsafe fn write_unlock(&self);
+
+    /// Called in every iteration of the core's short spin waits (a pages object's state lock),
+    /// which only happen with this lock held for reading. The default is a CPU spin hint; a
+    /// cooperative scheduler (the simulator) yields to the thread that holds what we wait for.
+    fn relax() {
+        spin_loop();
+    }
 }
 
 /// Proof that the notifier lock of some [`crate::Svm`] is held, for reading or writing.
@@ -132,7 +139,8 @@ impl<'a, L: RawRwLock> WriteGuard<'a, L> {
 
     pub(crate) fn try_lock(lock: &'a L) -> Option<Self> {
         // INVARIANT: the guard is built only if the write lock was taken.
-        lock.try_write_lock().then_some(Self {
+        // `then`, not `then_some`: building the guard eagerly would drop (unlock) it on failure.
+        lock.try_write_lock().then(|| Self {
             lock,
             _not_send: PhantomData,
         })

@@ -26,7 +26,7 @@ use crate::error::Result;
 use crate::hmm::HmmPfn;
 
 /// Milliseconds from an arbitrary epoch (`jiffies` converted, or a simulator's virtual clock).
-pub trait Clock: Send + Sync {
+pub trait Clock: Clone + Send + Sync {
     /// The current time in milliseconds. Must never go backwards.
     fn now_ms(&self) -> u64;
 }
@@ -323,7 +323,8 @@ impl<'a, M: Mm> MmUser<'a, M> {
     /// `mmget_not_zero`: `None` once the mm is exiting.
     pub fn get(mm: &'a M) -> Option<Self> {
         // INVARIANT: the guard is built only after a successful `mmget_not_zero`.
-        mm.mmget_not_zero().then_some(MmUser { mm })
+        // `then`, not `then_some`: an eagerly built guard would `mmput` on failure.
+        mm.mmget_not_zero().then(|| MmUser { mm })
     }
 
     /// Takes the mmap lock for reading.

@@ -46,11 +46,11 @@ use crate::driver::{Ctx, SvmDriver};
 use crate::error::{code, Result};
 use crate::flags::{FlagWord, PagesFlags};
 use crate::hmm::{chunk_order, HmmPfn};
-use crate::lock::{NotifierLocked, ReadGuard};
+use crate::lock::{NotifierLocked, RawRwLock, ReadGuard};
 use crate::mm::{Clock, HmmRange, IntervalNotifier, Mm, MmNotifier, MmUser, PageKind};
 use crate::pagemap::Pagemap;
 use crate::svm::SvmShared;
-use crate::sync::{spin_loop, AtomicBool, AtomicU64, Ordering, UnsafeCell};
+use crate::sync::{AtomicBool, AtomicU64, Ordering, UnsafeCell};
 
 /// `HMM_RANGE_DEFAULT_TIMEOUT`: the retry budget of `get_pages`, `range_evict` and `scan_mm`.
 pub const HMM_RANGE_DEFAULT_TIMEOUT_MS: u64 = 1000;
@@ -153,7 +153,7 @@ impl<D: SvmDriver> SvmPages<D> {
             .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
             .is_err()
         {
-            spin_loop();
+            <D::Lock as RawRwLock>::relax();
         }
         // INVARIANT: the CAS above took the state lock.
         StateGuard { pages: self }

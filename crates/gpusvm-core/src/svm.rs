@@ -675,12 +675,11 @@ impl<D: SvmDriver> Svm<D> {
         // SAFETY: The node is alive; we hold the driver lock and are not in a callback.
         unsafe { notifier.as_ref().unregister() };
         // SAFETY: The node is in this tree (caller's guarantee).
-        let unlinked = unsafe {
+        let _unlinked = unsafe {
             self.notifiers
                 .cursor_mut_from_ptr(notifier.as_ptr())
                 .remove()
         };
-        drop(unlinked);
         let alloc = self.shared().alloc.clone();
         // SAFETY: Unregistered and unlinked: nothing refers to the node any more.
         drop(unsafe { KBox::from_raw(notifier, alloc) });

@@ -1,1 +1,3 @@
-//! placeholder
+//! gpusvm-sim: a deterministic userspace simulator for gpusvm-core.
+
+pub mod scenario;

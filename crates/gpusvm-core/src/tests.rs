@@ -1,0 +1,1056 @@
+//! Unit tests of the core against the mock backend (`mock.rs`).
+//!
+//! Each test states the upstream behaviour (or the deliberate deviation) it checks. Every test
+//! ends by dropping the `Svm` and checking that nothing leaked: allocator, DMA mappings, mm user
+//! references and read locks, device frames.
+
+extern crate std;
+
+use std::sync::atomic::Ordering;
+use std::vec::Vec;
+
+use crate::mock::*;
+use crate::*;
+
+const K: u64 = 1024;
+const M: u64 = 1024 * K;
+const BASE: u64 = 0x4000_0000;
+const RW_ANON: VmaFlags = VmaFlags::READ
+    .union(VmaFlags::WRITE)
+    .union(VmaFlags::ANONYMOUS);
+
+fn gpuva() -> Span {
+    Span::new(0, 1 << 47).unwrap()
+}
+
+fn ctx() -> Ctx {
+    Ctx {
+        devmem_possible: true,
+        ..Ctx::default()
+    }
+}
+
+fn config() -> SvmConfig<'static> {
+    SvmConfig {
+        name: "test",
+        mm_start: 0,
+        mm_range: 1 << 47,
+        notifier_size: 512 * M,
+        chunk_sizes: &[2 * M, 64 * K, 4 * K],
+        page_shift: 12,
+    }
+}
+
+fn svm(w: &World) -> Svm<MockDriver> {
+    Svm::new(
+        config(),
+        w.driver(),
+        Some(w.mm.clone()),
+        w.alloc.clone(),
+        w.clock.clone(),
+    )
+    .unwrap()
+}
+
+/// Drops the instance and checks that every resource came back.
+fn teardown(w: World, s: Svm<MockDriver>) {
+    drop(s);
+    assert_eq!(w.alloc.live(), 0, "allocator leak");
+    assert_eq!(w.dma_live(), 0, "DMA mapping leak");
+    for d in &w.devs {
+        assert!(d.errors().is_empty(), "bad unmaps: {:?}", d.errors());
+    }
+    assert_eq!(w.mm.users(), 0, "mm user reference leak");
+    assert_eq!(w.mm.readers(), 0, "mmap read lock leak");
+    assert_eq!(w.mm.registered_notifiers(), 0, "interval notifier leak");
+    assert_eq!(w.stats.allocs_in_invalidate.load(Ordering::SeqCst), 0);
+}
+
+fn pages0(r: &Range<MockDriver>) -> &SvmPages<MockDriver> {
+    &r.data().pages[0]
+}
+
+// ------------------------------------------------------------------------------------ main flow
+
+#[test]
+fn fault_commit_invalidate_gc_remove() {
+    let w = World::new(1);
+    w.mm.mmap(BASE, BASE + 2 * M, RW_ANON);
+    let mut s = svm(&w);
+
+    // GPU fault: find_or_insert picks the largest chunk, get_pages faults and maps.
+    let r = s
+        .range_find_or_insert(BASE + 0x1234, gpuva(), &ctx())
+        .unwrap();
+    assert_eq!((r.start(), r.end()), (BASE, BASE + 2 * M));
+    assert!(r.flags().contains(RangeFlags::MIGRATE_DEVMEM));
+    s.range_get_pages(&r, pages0(&r), &ctx()).unwrap();
+    assert_eq!(w.dma_live(), 512);
+    assert_ne!(pages0(&r).notifier_seq(), pages::SEQ_NONE);
+
+    // Commit under the notifier lock.
+    {
+        let nl = s.notifier_lock();
+        assert!(s.range_pages_valid(&nl, &r));
+        let n = s.pages_entries(&nl, pages0(&r), |e| e.len()).unwrap();
+        assert_eq!(n, 512);
+    }
+
+    // A second fault on the range is served by the fast path (no HMM call).
+    let hmm_before = w.mm.0.hmm_calls.load(Ordering::SeqCst);
+    let again = s
+        .range_find_or_insert(BASE + 5 * 4096, gpuva(), &ctx())
+        .unwrap();
+    assert!(RangeRef::ptr_eq(&r, &again));
+    s.range_get_pages(&again, pages0(&again), &ctx()).unwrap();
+    assert_eq!(w.mm.0.hmm_calls.load(Ordering::SeqCst), hmm_before);
+
+    // A partial munmap: the driver's invalidate unmaps the pages and marks the range.
+    w.mm.munmap(BASE + M, BASE + M + 4096);
+    assert_eq!(w.dma_live(), 0);
+    assert!(r.is_unmapped());
+    assert!(r.flags().contains(RangeFlags::PARTIAL_UNMAP));
+    assert_eq!(s.range_get_pages(&r, pages0(&r), &ctx()), Err(code::EFAULT));
+    {
+        let nl = s.notifier_lock();
+        assert!(!s.range_pages_valid(&nl, &r));
+        assert!(s.pages_entries(&nl, pages0(&r), |_| ()).is_none());
+    }
+
+    // The garbage collector removes it; the empty notifier goes with it.
+    let gc = s.take_unmapped().unwrap();
+    assert!(RangeRef::ptr_eq(&gc, &r));
+    assert!(s.take_unmapped().is_none());
+    s.range_remove(&gc);
+    assert!(gc.is_removed());
+    assert_eq!(s.num_ranges(), 0);
+    assert_eq!(s.num_notifiers(), 0);
+    assert_eq!(w.mm.registered_notifiers(), 0);
+    // Removing twice is harmless; the references stay readable after removal.
+    s.range_remove(&r);
+    assert_eq!(again.size(), 2 * M);
+    drop((r, again, gc));
+    teardown(w, s);
+}
+
+#[test]
+fn huge_mappings_map_as_one_entry() {
+    let w = World::new(1);
+    w.mm.mmap(BASE, BASE + 2 * M, RW_ANON);
+    w.mm.populate_thp(BASE);
+    let mut s = svm(&w);
+    let r = s.range_find_or_insert(BASE, gpuva(), &ctx()).unwrap();
+    s.range_get_pages(&r, pages0(&r), &ctx()).unwrap();
+    let nl = s.notifier_lock();
+    assert_eq!(s.pages_mapped_counts(&nl, pages0(&r)), (512, 1));
+    let orders = s
+        .pages_entries(&nl, pages0(&r), |e| {
+            e.iter().map(|e| e.order()).collect::<Vec<_>>()
+        })
+        .unwrap();
+    assert_eq!(orders, [9]);
+    drop(nl);
+    assert_eq!(w.dma_live(), 1);
+    drop(r);
+    teardown(w, s);
+}
+
+#[test]
+fn read_only_faults_map_to_device_only() {
+    let w = World::new(1);
+    w.mm.mmap(BASE, BASE + 64 * K, VmaFlags::READ | VmaFlags::ANONYMOUS);
+    let mut s = svm(&w);
+    assert_eq!(
+        s.range_find_or_insert(BASE, gpuva(), &ctx()).err(),
+        Some(code::EPERM)
+    );
+    let ro = Ctx {
+        read_only: true,
+        ..ctx()
+    };
+    let r = s.range_find_or_insert(BASE, gpuva(), &ro).unwrap();
+    assert_eq!(r.size(), 64 * K);
+    s.range_get_pages(&r, pages0(&r), &ro).unwrap();
+    let nl = s.notifier_lock();
+    let dirs = s
+        .pages_entries(&nl, pages0(&r), |e| {
+            e.iter().all(|e| e.dir() == DmaDirection::ToDevice)
+        })
+        .unwrap();
+    assert!(dirs);
+    drop(nl);
+    // The existing range does not bypass the permission check (upstream order, kept).
+    assert_eq!(
+        s.range_find_or_insert(BASE, gpuva(), &ctx()).err(),
+        Some(code::EPERM)
+    );
+    drop(r);
+    teardown(w, s);
+}
+
+// --------------------------------------------------------------------------- find_or_insert errors
+
+#[test]
+fn find_or_insert_rejects_addresses_outside_the_window() {
+    let w = World::new(1);
+    w.mm.mmap(BASE, BASE + 2 * M, RW_ANON);
+    let cfg = SvmConfig {
+        mm_start: BASE,
+        mm_range: M,
+        ..config()
+    };
+    let mut s = Svm::new(
+        cfg,
+        w.driver(),
+        Some(w.mm.clone()),
+        w.alloc.clone(),
+        w.clock.clone(),
+    )
+    .unwrap();
+    assert_eq!(
+        s.range_find_or_insert(BASE - 1, gpuva(), &ctx()).err(),
+        Some(code::EINVAL)
+    );
+    // `fault == mm_start + mm_range` is outside (upstream's `>` lets it through).
+    assert_eq!(
+        s.range_find_or_insert(BASE + M, gpuva(), &ctx()).err(),
+        Some(code::EINVAL)
+    );
+    assert_eq!(
+        s.range_find_or_insert(u64::MAX, gpuva(), &ctx()).err(),
+        Some(code::EINVAL)
+    );
+    teardown(w, s);
+}
+
+#[test]
+fn find_or_insert_errors_leave_nothing_behind() {
+    let w = World::new(1);
+    w.mm.mmap(BASE, BASE + 2 * M, RW_ANON);
+    let mut s = svm(&w);
+    let baseline = w.alloc.live();
+
+    // No VMA: ENOENT, and the notifier created for the fault is removed again.
+    assert_eq!(
+        s.range_find_or_insert(BASE + 4 * M, gpuva(), &ctx()).err(),
+        Some(code::ENOENT)
+    );
+    assert_eq!(w.mm.registered_notifiers(), 0);
+    assert_eq!(w.alloc.live(), baseline);
+
+    // GPU VA window that excludes the fault: no chunk fits.
+    let narrow = Span::new(0, BASE).unwrap();
+    assert_eq!(
+        s.range_find_or_insert(BASE, narrow, &ctx()).err(),
+        Some(code::EINVAL)
+    );
+    assert_eq!(w.mm.registered_notifiers(), 0);
+
+    // Allocation failures: the notifier (first allocation), then the range (second).
+    w.alloc.fail_nth(1);
+    assert_eq!(
+        s.range_find_or_insert(BASE, gpuva(), &ctx()).err(),
+        Some(code::ENOMEM)
+    );
+    w.alloc.fail_nth(2);
+    assert_eq!(
+        s.range_find_or_insert(BASE, gpuva(), &ctx()).err(),
+        Some(code::ENOMEM)
+    );
+    assert_eq!(w.mm.registered_notifiers(), 0);
+    assert_eq!(w.alloc.live(), baseline);
+    assert_eq!(s.num_ranges(), 0);
+
+    // An exiting mm: EFAULT.
+    w.mm.kill();
+    assert_eq!(
+        s.range_find_or_insert(BASE, gpuva(), &ctx()).err(),
+        Some(code::EFAULT)
+    );
+    teardown(w, s);
+}
+
+#[test]
+fn pages_only_instance_has_no_ranges() {
+    let w = World::new(1);
+    let mut s = Svm::new(
+        SvmConfig::pages_only("userptr", 12),
+        w.driver(),
+        None,
+        w.alloc.clone(),
+        w.clock.clone(),
+    )
+    .unwrap();
+    assert_eq!(
+        s.range_find_or_insert(BASE, gpuva(), &ctx()).err(),
+        Some(code::EINVAL)
+    );
+    teardown(w, s);
+}
+
+#[test]
+fn init_validates_parameters() {
+    let w = World::new(1);
+    let mk = |cfg: SvmConfig<'_>, mm: Option<MockMm>| {
+        Svm::new(cfg, w.driver(), mm, w.alloc.clone(), w.clock.clone()).map(|_| ())
+    };
+    let mm = Some(w.mm.clone());
+    assert_eq!(mk(config(), mm.clone()), Ok(()));
+    let bad_notifier = SvmConfig {
+        notifier_size: 3 * M,
+        ..config()
+    };
+    assert_eq!(mk(bad_notifier, mm.clone()), Err(code::EINVAL));
+    let bad_chunks = SvmConfig {
+        chunk_sizes: &[64 * K, 2 * M],
+        ..config()
+    };
+    assert_eq!(mk(bad_chunks, mm.clone()), Err(code::EINVAL));
+    let no_chunks = SvmConfig {
+        chunk_sizes: &[],
+        ..config()
+    };
+    assert_eq!(mk(no_chunks, mm.clone()), Err(code::EINVAL));
+    let overflow = SvmConfig {
+        mm_start: u64::MAX - 10,
+        mm_range: 100,
+        ..config()
+    };
+    assert_eq!(mk(overflow, mm.clone()), Err(code::EINVAL));
+    let empty = SvmConfig {
+        mm_range: 0,
+        ..config()
+    };
+    assert_eq!(mk(empty, mm.clone()), Err(code::EINVAL));
+    let bad_page = SvmConfig {
+        page_shift: 11,
+        ..config()
+    };
+    assert_eq!(mk(bad_page, mm), Err(code::EINVAL));
+    // Pages-only mode requires the range parameters to be zero.
+    assert_eq!(mk(config(), None), Err(code::EINVAL));
+    assert_eq!(mk(SvmConfig::pages_only("p", 12), None), Ok(()));
+    w.alloc.0.fail_all.store(true, Ordering::SeqCst);
+    assert_eq!(mk(SvmConfig::pages_only("p", 12), None), Err(code::ENOMEM));
+    w.alloc.0.fail_all.store(false, Ordering::SeqCst);
+    assert_eq!(w.alloc.live(), 0);
+}
+
+// ----------------------------------------------------------------------------------- chunk sizes
+
+#[test]
+fn chunks_fit_the_vma_and_avoid_existing_ranges() {
+    let w = World::new(1);
+    // A 128K VMA at an address that is 64K but not 2M aligned: 64K chunks.
+    w.mm.mmap(BASE + 64 * K, BASE + 192 * K, RW_ANON);
+    let mut s = svm(&w);
+    let a = s
+        .range_find_or_insert(BASE + 70 * K, gpuva(), &ctx())
+        .unwrap();
+    assert_eq!((a.start(), a.size()), (BASE + 64 * K, 64 * K));
+    let b = s
+        .range_find_or_insert(BASE + 130 * K, gpuva(), &ctx())
+        .unwrap();
+    assert_eq!((b.start(), b.size()), (BASE + 128 * K, 64 * K));
+    assert_eq!(s.num_ranges(), 2);
+    assert_eq!(s.num_notifiers(), 1);
+    assert!(s.has_mapping(Span::new(BASE, BASE + 65 * K).unwrap()));
+    assert!(!s.has_mapping(Span::new(BASE, BASE + 64 * K).unwrap()));
+    let starts: Vec<u64> = s
+        .ranges(Span::new(0, u64::MAX).unwrap())
+        .map(|r| r.start())
+        .collect();
+    assert_eq!(starts, [BASE + 64 * K, BASE + 128 * K]);
+    drop((a, b));
+    teardown(w, s);
+}
+
+#[test]
+fn check_pages_threshold_needs_present_pages() {
+    let w = World::new(1);
+    w.mm.mmap(BASE + 64 * K, BASE + 192 * K, RW_ANON);
+    let mut s = svm(&w);
+    let c = Ctx {
+        check_pages_threshold: 64 * K,
+        ..ctx()
+    };
+    // Untouched memory: the 64K candidate fails the page check, 4K is taken.
+    let r = s.range_find_or_insert(BASE + 64 * K, gpuva(), &c).unwrap();
+    assert_eq!(r.size(), 4 * K);
+    // CPU-touched memory: 64K passes.
+    for p in 0..16 {
+        w.mm.cpu_write(BASE + 128 * K + p * 4096, p);
+    }
+    let r2 = s.range_find_or_insert(BASE + 128 * K, gpuva(), &c).unwrap();
+    assert_eq!(r2.size(), 64 * K);
+    drop((r, r2));
+    teardown(w, s);
+}
+
+// ---------------------------------------------------------------------------------- get_pages
+
+#[test]
+fn collision_during_fault_retries() {
+    let w = World::new(1);
+    w.mm.mmap(BASE, BASE + 2 * M, RW_ANON);
+    let mut s = svm(&w);
+    let r = s.range_find_or_insert(BASE, gpuva(), &ctx()).unwrap();
+    // An invalidation elsewhere in the notifier collides with the first walk.
+    w.mm.hook(HmmHook::Invalidate {
+        start: BASE + 8 * M,
+        end: BASE + 9 * M,
+        event: MmuEvent::Clear,
+    });
+    let before = w.mm.0.hmm_calls.load(Ordering::SeqCst);
+    s.range_get_pages(&r, pages0(&r), &ctx()).unwrap();
+    assert_eq!(w.mm.0.hmm_calls.load(Ordering::SeqCst) - before, 2);
+    let nl = s.notifier_lock();
+    assert!(s.range_pages_valid(&nl, &r));
+    drop(nl);
+    drop(r);
+    teardown(w, s);
+}
+
+#[test]
+fn persistent_collisions_end_in_ebusy_after_the_budget() {
+    let w = World::new(1);
+    w.mm.mmap(BASE, BASE + 64 * K, RW_ANON);
+    let mut s = svm(&w);
+    let r = s.range_find_or_insert(BASE, gpuva(), &ctx()).unwrap();
+    for _ in 0..3000 {
+        w.mm.hook(HmmHook::Fail(code::EBUSY));
+    }
+    let t0 = w.clock.now_ms();
+    assert_eq!(s.range_get_pages(&r, pages0(&r), &ctx()), Err(code::EBUSY));
+    let spent = w.clock.now_ms() - t0;
+    assert!((1000..1100).contains(&spent), "spent {spent} ms");
+    drop(r);
+    teardown(w, s);
+}
+
+#[test]
+fn hmm_errors_pass_through() {
+    let w = World::new(1);
+    w.mm.mmap(BASE, BASE + 64 * K, RW_ANON);
+    let mut s = svm(&w);
+    let r = s.range_find_or_insert(BASE, gpuva(), &ctx()).unwrap();
+    for e in [code::EFAULT, code::EPERM, code::ENOMEM] {
+        w.mm.hook(HmmHook::Fail(e));
+        assert_eq!(s.range_get_pages(&r, pages0(&r), &ctx()), Err(e));
+    }
+    assert_eq!(w.dma_live(), 0);
+    drop(r);
+    teardown(w, s);
+}
+
+#[test]
+fn dma_failure_unmaps_exactly_this_attempt() {
+    let w = World::new(1);
+    w.mm.mmap(BASE, BASE + 2 * M, RW_ANON);
+    let mut s = svm(&w);
+    let r = s.range_find_or_insert(BASE, gpuva(), &ctx()).unwrap();
+    w.devs[0].fail_nth(100);
+    assert_eq!(s.range_get_pages(&r, pages0(&r), &ctx()), Err(code::EFAULT));
+    // Upstream leaks the 99 mappings made before the failure (brief §9 item 11).
+    assert_eq!(w.dma_live(), 0);
+    assert!(w.devs[0].errors().is_empty());
+    assert!(!pages0(&r).flags().is_valid());
+    // The next attempt succeeds.
+    s.range_get_pages(&r, pages0(&r), &ctx()).unwrap();
+    assert_eq!(w.dma_live(), 512);
+    drop(r);
+    teardown(w, s);
+}
+
+#[test]
+fn allocation_failures_in_get_pages() {
+    let w = World::new(1);
+    w.mm.mmap(BASE, BASE + 64 * K, RW_ANON);
+    let mut s = svm(&w);
+    let r = s.range_find_or_insert(BASE, gpuva(), &ctx()).unwrap();
+    let baseline = w.alloc.live();
+    w.alloc.fail_nth(1); // the pfn array
+    assert_eq!(s.range_get_pages(&r, pages0(&r), &ctx()), Err(code::ENOMEM));
+    w.alloc.fail_nth(2); // the DMA array
+    assert_eq!(s.range_get_pages(&r, pages0(&r), &ctx()), Err(code::ENOMEM));
+    assert_eq!(w.alloc.live(), baseline);
+    assert_eq!(w.dma_live(), 0);
+    s.range_get_pages(&r, pages0(&r), &ctx()).unwrap();
+    drop(r);
+    teardown(w, s);
+}
+
+#[test]
+fn devmem_only_refuses_system_pages_and_dead_mm_faults() {
+    let w = World::new(1);
+    w.mm.mmap(BASE, BASE + 64 * K, RW_ANON);
+    let mut s = svm(&w);
+    let r = s.range_find_or_insert(BASE, gpuva(), &ctx()).unwrap();
+    let only = Ctx {
+        devmem_only: true,
+        ..ctx()
+    };
+    assert_eq!(s.range_get_pages(&r, pages0(&r), &only), Err(code::EFAULT));
+    assert_eq!(w.dma_live(), 0);
+    w.mm.kill();
+    assert_eq!(s.range_get_pages(&r, pages0(&r), &ctx()), Err(code::EFAULT));
+    drop(r);
+    teardown(w, s);
+}
+
+#[test]
+fn userptr_pages_with_own_notifier() {
+    // Pages-only mode: the driver owns the pages and the interval notifier.
+    struct UserPtr {
+        notifier: MockNotifier,
+        pages: SvmPages<MockDriver>,
+        svm: *const Svm<MockDriver>,
+    }
+    impl Subscriber for UserPtr {
+        fn invalidate(&self, _range: &MmuRange, cur_seq: u64) -> bool {
+            // SAFETY: The test keeps the instance alive while registered.
+            let svm = unsafe { &*self.svm };
+            let guard = svm.notifier_lock_write();
+            self.notifier.set_seq(cur_seq);
+            drop(guard);
+            svm.unmap_pages(&self.pages);
+            true
+        }
+    }
+    // SAFETY: Test-only; the raw pointer is only used while `s` lives.
+    unsafe impl Sync for UserPtr {}
+
+    let w = World::new(1);
+    w.mm.mmap(BASE, BASE + 64 * K, RW_ANON);
+    let s = Svm::new(
+        SvmConfig::pages_only("userptr", 12),
+        w.driver(),
+        None,
+        w.alloc.clone(),
+        w.clock.clone(),
+    )
+    .unwrap();
+    let up = std::boxed::Box::new(UserPtr {
+        notifier: MockNotifier::new(),
+        pages: SvmPages::new(w.devs[0].clone()),
+        svm: &s,
+    });
+    let sub: &dyn Subscriber = &*up;
+    // SAFETY: `up` is boxed (stable) and removed before it is dropped.
+    unsafe {
+        up.notifier
+            .insert(&w.mm, BASE, 64 * K, core::ptr::NonNull::from(sub))
+            .unwrap()
+    };
+    let span = Span::new(BASE, BASE + 64 * K).unwrap();
+    s.get_pages(&up.pages, &w.mm, &up.notifier, span, &ctx())
+        .unwrap();
+    assert!(s.pages_valid(&s.notifier_lock(), &up.pages));
+    assert_eq!(w.dma_live(), 16);
+    // Unaligned spans are refused.
+    let odd = Span::new(BASE + 1, BASE + 4096).unwrap();
+    assert_eq!(
+        s.get_pages(&up.pages, &w.mm, &up.notifier, odd, &ctx()),
+        Err(code::EINVAL)
+    );
+    // A CPU change invalidates through the user's notifier.
+    w.mm.invalidate(BASE, BASE + 4096, MmuEvent::ProtectionVma, None);
+    assert!(!s.pages_valid(&s.notifier_lock(), &up.pages));
+    assert_eq!(w.dma_live(), 0);
+    s.get_pages(&up.pages, &w.mm, &up.notifier, span, &ctx())
+        .unwrap();
+    s.free_pages(&up.pages);
+    assert_eq!(w.dma_live(), 0);
+    // SAFETY: Registered above; not inside a callback.
+    unsafe { up.notifier.remove() };
+    drop(up);
+    teardown(w, s);
+}
+
+// ------------------------------------------------------------------------------- invalidation
+
+#[test]
+fn invalidation_does_not_allocate() {
+    let w = World::new(2);
+    w.mm.mmap(BASE, BASE + 8 * M, RW_ANON);
+    let mut s = svm(&w);
+    let mut ranges = Vec::new();
+    for i in 0..4 {
+        let r = s
+            .range_find_or_insert(BASE + i * 2 * M, gpuva(), &ctx())
+            .unwrap();
+        for p in &r.data().pages {
+            s.range_get_pages(&r, p, &ctx()).unwrap();
+        }
+        ranges.push(r);
+    }
+    assert!(w.alloc.calls() > 0);
+    let calls = w.alloc.calls();
+    w.mm.invalidate(BASE, BASE + 8 * M, MmuEvent::ProtectionVma, None);
+    w.mm.invalidate(BASE + M, BASE + 3 * M, MmuEvent::Clear, None);
+    w.mm.munmap(BASE + 6 * M, BASE + 8 * M);
+    assert_eq!(w.alloc.calls(), calls, "the invalidation path allocated");
+    assert!(w.stats.invalidations.load(Ordering::SeqCst) >= 3);
+    assert_eq!(w.dma_live(), 0);
+    drop(ranges);
+    while let Some(r) = s.take_unmapped() {
+        s.range_remove(&r);
+    }
+    assert_eq!(s.num_ranges(), 3);
+    teardown(w, s);
+}
+
+#[test]
+fn non_blockable_invalidation_is_best_effort() {
+    let w = World::new(1);
+    w.mm.mmap(BASE, BASE + 64 * K, RW_ANON);
+    let mut s = svm(&w);
+    let r = s.range_find_or_insert(BASE, gpuva(), &ctx()).unwrap();
+    s.range_get_pages(&r, pages0(&r), &ctx()).unwrap();
+    // The lock is free: a non-blockable invalidation is carried out (upstream refuses it).
+    assert!(w.mm.invalidate_nonblocking(BASE, BASE + 64 * K));
+    assert_eq!(w.dma_live(), 0);
+    s.range_get_pages(&r, pages0(&r), &ctx()).unwrap();
+    // The lock is held: it reports "would block" without touching anything.
+    {
+        let _nl = s.notifier_lock();
+        assert!(!w.mm.invalidate_nonblocking(BASE, BASE + 64 * K));
+    }
+    assert_eq!(w.dma_live(), 16);
+    // The driver may refuse too.
+    w.stats.refuse_nonblocking.store(true, Ordering::SeqCst);
+    assert!(!w.mm.invalidate_nonblocking(BASE, BASE + 64 * K));
+    drop(r);
+    teardown(w, s);
+}
+
+#[test]
+fn multi_device_pages_per_range() {
+    let w = World::new(2);
+    w.mm.mmap(BASE, BASE + 64 * K, RW_ANON);
+    let mut s = svm(&w);
+    let r = s.range_find_or_insert(BASE, gpuva(), &ctx()).unwrap();
+    s.range_get_pages(&r, &r.data().pages[0], &ctx()).unwrap();
+    {
+        let nl = s.notifier_lock();
+        // Device 1 has not mapped yet: the range as a whole is not valid.
+        assert!(!s.range_pages_valid(&nl, &r));
+    }
+    s.range_get_pages(&r, &r.data().pages[1], &ctx()).unwrap();
+    assert_eq!(w.devs[0].live(), 16);
+    assert_eq!(w.devs[1].live(), 16);
+    assert!(s.range_pages_valid(&s.notifier_lock(), &r));
+    // Pages that do not belong to the range are refused.
+    let stray = SvmPages::new(w.devs[0].clone());
+    assert_eq!(s.range_get_pages(&r, &stray, &ctx()), Err(code::EINVAL));
+    w.mm.invalidate(BASE, BASE + 4096, MmuEvent::Clear, None);
+    assert_eq!(w.dma_live(), 0);
+    drop((r, stray));
+    teardown(w, s);
+}
+
+// ---------------------------------------------------------------------- iteration and teardown
+
+#[test]
+fn safe_iteration_removes_while_walking() {
+    let w = World::new(1);
+    w.mm.mmap(BASE, BASE + 8 * M, RW_ANON);
+    w.mm.mmap(BASE + 600 * M, BASE + 602 * M, RW_ANON);
+    let mut s = svm(&w);
+    for a in [BASE, BASE + 2 * M, BASE + 4 * M, BASE + 600 * M] {
+        drop(s.range_find_or_insert(a, gpuva(), &ctx()).unwrap());
+    }
+    assert_eq!(s.num_notifiers(), 2);
+    let all = Span::new(0, u64::MAX).unwrap();
+    let mut seen = Vec::new();
+    s.for_each_range_safe(all, |s, r| {
+        seen.push(r.start());
+        s.range_remove(r);
+        core::ops::ControlFlow::Continue(())
+    });
+    assert_eq!(seen, [BASE, BASE + 2 * M, BASE + 4 * M, BASE + 600 * M]);
+    assert_eq!(s.num_ranges(), 0);
+    assert_eq!(s.num_notifiers(), 0);
+    assert_eq!(
+        s.find_vma_start(Span::new(BASE + 9 * M, u64::MAX).unwrap()),
+        Some(BASE + 600 * M)
+    );
+    assert_eq!(
+        s.find_vma_start(Span::new(BASE + 700 * M, u64::MAX).unwrap()),
+        None
+    );
+    teardown(w, s);
+}
+
+#[test]
+fn fini_releases_live_ranges_and_references_outlive_it() {
+    let w = World::new(1);
+    w.mm.mmap(BASE, BASE + 4 * M, RW_ANON);
+    let mut s = svm(&w);
+    let r = s.range_find_or_insert(BASE, gpuva(), &ctx()).unwrap();
+    s.range_get_pages(&r, pages0(&r), &ctx()).unwrap();
+    let r2 = s
+        .range_find_or_insert(BASE + 2 * M, gpuva(), &ctx())
+        .unwrap();
+    drop(r2);
+    drop(s);
+    // The range was removed by fini but our reference keeps it readable.
+    assert!(r.is_removed());
+    assert_eq!(r.size(), 2 * M);
+    assert_eq!(w.dma_live(), 0);
+    assert_eq!(w.mm.registered_notifiers(), 0);
+    drop(r);
+    assert_eq!(w.alloc.live(), 0);
+}
+
+#[test]
+fn range_evict_and_scan() {
+    let w = World::new(1);
+    w.mm.mmap(BASE, BASE + 64 * K, RW_ANON);
+    let mut s = svm(&w);
+    let r = s.range_find_or_insert(BASE, gpuva(), &ctx()).unwrap();
+    let pm = w.pagemap.0.pgmap;
+    assert_eq!(s.scan_mm(&r, None, Some(pm)), ScanResult::Unpopulated);
+    for p in 0..16 {
+        w.mm.cpu_write(BASE + p * 4096, 100 + p);
+    }
+    assert_eq!(s.scan_mm(&r, None, Some(pm)), ScanResult::System);
+    assert_eq!(s.scan_mm(&r, None, None), ScanResult::Equal);
+    populate_mm::<MockDriver>(&w.pagemap, r.span(), &w.mm, 0).unwrap();
+    let owner = Some(w.pagemap.owner());
+    assert_eq!(s.scan_mm(&r, owner, Some(pm)), ScanResult::Equal);
+    assert_eq!(s.scan_mm(&r, owner, Some(PgmapId(77))), ScanResult::Other);
+    // A CPU touch moves the whole allocation back (the window is the allocation's size)...
+    w.mm.cpu_write(BASE, 100);
+    assert_eq!(s.scan_mm(&r, owner, Some(pm)), ScanResult::System);
+    // ...so half the range on the device needs an allocation of half the size.
+    populate_mm::<MockDriver>(
+        &w.pagemap,
+        Span::new(BASE, BASE + 32 * K).unwrap(),
+        &w.mm,
+        0,
+    )
+    .unwrap();
+    assert_eq!(s.scan_mm(&r, owner, Some(pm)), ScanResult::Mixed);
+    s.range_evict(&r).unwrap();
+    assert_eq!(s.scan_mm(&r, owner, Some(pm)), ScanResult::System);
+    assert_eq!(w.mm.cpu_read(BASE + 4096), Some(101));
+    assert_eq!(w.phys.live_device_frames(), 0);
+    w.mm.kill();
+    assert_eq!(s.range_evict(&r), Err(code::EFAULT));
+    drop(r);
+    teardown(w, s);
+}
+
+// ------------------------------------------------------------------------------------- migration
+
+fn device_accounting_is_zero(w: &World) {
+    assert_eq!(
+        w.phys.live_device_frames(),
+        0,
+        "device frames still allocated"
+    );
+    assert_eq!(
+        w.pagemap.0.live_allocs.load(Ordering::SeqCst),
+        0,
+        "allocation leak"
+    );
+    assert_eq!(w.pagemap.free_frames(), 4096, "pool frames not returned");
+    assert_eq!(w.pagemap.0.device_maps.load(Ordering::SeqCst), 0);
+}
+
+fn migrate(w: &World, span: Span, devmem: MockDevmem, details: &MigrateDetails) -> Result {
+    let user = MmUser::get(&w.mm).unwrap();
+    let lock = user.read_lock();
+    migrate_to_devmem::<MockDriver>(devmem, &lock, span, details)
+}
+
+#[test]
+fn migrate_map_fault_back_and_release() {
+    let w = World::new(1);
+    w.mm.mmap(BASE, BASE + 64 * K, RW_ANON);
+    let mut s = svm(&w);
+    for p in 0..16 {
+        w.mm.cpu_write(BASE + p * 4096, 1000 + p);
+    }
+    let span = Span::new(BASE, BASE + 64 * K).unwrap();
+    let devmem = w.pagemap.alloc_devmem(16, true).unwrap();
+    let handle = devmem.clone();
+    migrate(&w, span, devmem, &MigrateDetails::default()).unwrap();
+    assert!(handle.state().is_attached());
+    assert!(!handle.state().has_pre_migrate_fence());
+    // One device-contiguous run: one copy call (the optimum).
+    assert_eq!(w.pagemap.0.copies_to_dev.load(Ordering::SeqCst), 1);
+    assert_eq!(w.phys.live_device_frames(), 16);
+
+    // The GPU maps the device pages through the pagemap (owner matches).
+    let c = Ctx {
+        device_private_owner: Some(w.pagemap.owner()),
+        devmem_only: true,
+        ..ctx()
+    };
+    let r = s.range_find_or_insert(BASE, gpuva(), &c).unwrap();
+    s.range_get_pages(&r, pages0(&r), &c).unwrap();
+    assert!(pages0(&r).flags().contains(PagesFlags::HAS_DEVMEM_PAGES));
+    assert_eq!(w.pagemap.0.device_maps.load(Ordering::SeqCst), 16);
+    assert_eq!(w.dma_live(), 0);
+
+    // A CPU read migrates the allocation's window back; data survives the round trip.
+    assert_eq!(w.mm.cpu_read(BASE + 3 * 4096), Some(1003));
+    assert!(!pages0(&r).flags().is_valid());
+    assert_eq!(w.pagemap.0.copies_to_ram.load(Ordering::SeqCst), 1);
+    for p in 0..16 {
+        assert_eq!(w.mm.cpu_read(BASE + p * 4096), Some(1000 + p));
+    }
+    // Every device page is freed: the tracker dropped the allocation (detached).
+    assert!(handle.state().is_detached());
+    drop(handle);
+    device_accounting_is_zero(&w);
+    drop(r);
+    teardown(w, s);
+}
+
+#[test]
+fn timeslice_keeps_pages_on_the_device() {
+    let w = World::new(1);
+    w.mm.mmap(BASE, BASE + 16 * K, RW_ANON);
+    w.mm.cpu_write(BASE, 9);
+    let span = Span::new(BASE, BASE + 16 * K).unwrap();
+    let details = MigrateDetails {
+        timeslice_ms: 5,
+        ..MigrateDetails::default()
+    };
+    let devmem = w.pagemap.alloc_devmem(4, false).unwrap();
+    migrate(&w, span, devmem, &details).unwrap();
+    let pfn = w.mm.pfn_at(BASE).unwrap();
+    assert!(w.pagemap.owns_pfn(pfn));
+    // The CPU read faults, but the timeslice has not expired: nothing moves. (The mock reads
+    // the device frame directly afterwards, standing in for the re-fault loop.)
+    let _ = w.mm.cpu_read(BASE);
+    assert_eq!(w.mm.pfn_at(BASE), Some(pfn));
+    w.clock.advance(5);
+    assert_eq!(w.mm.cpu_read(BASE), Some(9));
+    assert!(!w.pagemap.owns_pfn(w.mm.pfn_at(BASE).unwrap()));
+    // The other pages of the allocation moved with it (window = allocation size).
+    assert!(!w.pagemap.owns_pfn(w.mm.pfn_at(BASE + 12 * K).unwrap()));
+    device_accounting_is_zero(&w);
+}
+
+#[test]
+fn migration_error_codes_and_accounting() {
+    let w = World::new(1);
+    w.mm.mmap(BASE, BASE + 64 * K, RW_ANON);
+    w.mm.mmap(
+        BASE + 64 * K,
+        BASE + 128 * K,
+        VmaFlags::READ | VmaFlags::WRITE,
+    );
+    let d = MigrateDetails::default();
+    let span = |a: u64, b: u64| Span::new(a, b).unwrap();
+    let alloc = |n| w.pagemap.alloc_devmem(n, false).unwrap();
+
+    // No VMA.
+    assert_eq!(
+        migrate(&w, span(BASE + M, BASE + M + 4096), alloc(1), &d),
+        Err(code::ENOENT)
+    );
+    // Crosses a VMA boundary.
+    assert_eq!(
+        migrate(&w, span(BASE + 60 * K, BASE + 68 * K), alloc(2), &d),
+        Err(code::EINVAL)
+    );
+    // Not anonymous.
+    assert_eq!(
+        migrate(&w, span(BASE + 64 * K, BASE + 68 * K), alloc(1), &d),
+        Err(code::EBUSY)
+    );
+    // Unaligned, or larger than the allocation.
+    assert_eq!(
+        migrate(&w, span(BASE + 1, BASE + 4096), alloc(1), &d),
+        Err(code::EINVAL)
+    );
+    assert_eq!(
+        migrate(&w, span(BASE, BASE + 8192), alloc(1), &d),
+        Err(code::EINVAL)
+    );
+    // Buffer allocation failure.
+    w.alloc.fail_nth(1);
+    assert_eq!(
+        migrate(&w, span(BASE, BASE + 4096), alloc(1), &d),
+        Err(code::ENOMEM)
+    );
+    // A copy failure unwinds: nothing stays on the device, the CPU data is intact.
+    w.mm.cpu_write(BASE, 42);
+    w.pagemap.0.fail_copy.store(true, Ordering::SeqCst);
+    assert_eq!(
+        migrate(&w, span(BASE, BASE + 4096), alloc(1), &d),
+        Err(code::EFAULT)
+    );
+    w.pagemap.0.fail_copy.store(false, Ordering::SeqCst);
+    assert_eq!(w.mm.cpu_read(BASE), Some(42));
+    // Every early error consumed (released) the allocation.
+    device_accounting_is_zero(&w);
+
+    // An allocation can back one migration only.
+    let a = alloc(1);
+    migrate(&w, span(BASE, BASE + 4096), a.clone(), &d).unwrap();
+    assert_eq!(
+        migrate(&w, span(BASE + 4096, BASE + 8192), a.clone(), &d),
+        Err(code::EBUSY)
+    );
+    // Pages already in this pagemap: EBUSY by default...
+    assert_eq!(
+        migrate(&w, span(BASE, BASE + 8192), alloc(2), &d),
+        Err(code::EBUSY)
+    );
+    // ...nothing to do when all of them are...
+    migrate(&w, span(BASE, BASE + 4096), alloc(1), &d).unwrap();
+    // ...and only the missing ones move with the `only_missing` policy.
+    let only = MigrateDetails {
+        only_missing: true,
+        ..d
+    };
+    let b = alloc(2);
+    migrate(&w, span(BASE, BASE + 8192), b.clone(), &only).unwrap();
+    let p0 = w.mm.pfn_at(BASE).unwrap();
+    let p1 = w.mm.pfn_at(BASE + 4096).unwrap();
+    assert!(
+        a.0.pfns.contains(&p0),
+        "the page in place stays in the first allocation"
+    );
+    assert!(b.0.pfns.contains(&p1));
+    evict_to_ram::<MockDriver>(&a).unwrap();
+    evict_to_ram::<MockDriver>(&b).unwrap();
+    assert!(a.state().is_detached() && b.state().is_detached());
+    assert_eq!(w.mm.cpu_read(BASE), Some(42));
+    drop((a, b));
+    device_accounting_is_zero(&w);
+}
+
+#[test]
+fn holes_migrate_as_new_device_pages() {
+    let w = World::new(1);
+    w.mm.mmap(BASE, BASE + 16 * K, RW_ANON);
+    // Pages 0 and 2 touched, 1 and 3 never: all four end on the device, with two copy calls
+    // (the holes split the run).
+    w.mm.cpu_write(BASE, 1);
+    w.mm.cpu_write(BASE + 8 * K, 3);
+    let span = Span::new(BASE, BASE + 16 * K).unwrap();
+    let devmem = w.pagemap.alloc_devmem(4, false).unwrap();
+    migrate(&w, span, devmem, &MigrateDetails::default()).unwrap();
+    for p in 0..4 {
+        assert!(w.pagemap.owns_pfn(w.mm.pfn_at(BASE + p * 4096).unwrap()));
+    }
+    assert_eq!(w.pagemap.0.copies_to_dev.load(Ordering::SeqCst), 2);
+    assert_eq!(w.mm.cpu_read(BASE + 8 * K), Some(3));
+    assert_eq!(w.mm.cpu_read(BASE + 4 * K), Some(0));
+    device_accounting_is_zero(&w);
+}
+
+#[test]
+fn mixing_rules_of_get_pages() {
+    let w = World::new(1);
+    w.mm.mmap(BASE, BASE + 16 * K, RW_ANON);
+    let mut s = svm(&w);
+    let owner = Some(w.pagemap.owner());
+    let c = Ctx {
+        device_private_owner: owner,
+        ..ctx()
+    };
+    for p in 0..4 {
+        w.mm.cpu_write(BASE + p * 4096, p);
+    }
+    // Device page first, system pages after it.
+    let dm = w.pagemap.alloc_devmem(1, false).unwrap();
+    migrate(
+        &w,
+        Span::new(BASE, BASE + 4096).unwrap(),
+        dm,
+        &MigrateDetails::default(),
+    )
+    .unwrap();
+    let r = s.range_find_or_insert(BASE, gpuva(), &c).unwrap();
+    assert_eq!(r.size(), 4 * K); // 16K VMA: 64K does not fit, and 4K is the next size
+    let whole = Span::new(BASE, BASE + 16 * K).unwrap();
+    let pages = SvmPages::<MockDriver>::new(w.devs[0].clone());
+    let nref = s.notifier_find(whole).unwrap().mm_notifier();
+    assert_eq!(
+        s.get_pages(&pages, &w.mm, nref, whole, &c),
+        Err(code::EOPNOTSUPP)
+    );
+    let mixed = Ctx {
+        allow_mixed: true,
+        ..c
+    };
+    s.get_pages(&pages, &w.mm, nref, whole, &mixed).unwrap();
+    assert!(pages.flags().contains(PagesFlags::HAS_DEVMEM_PAGES));
+    s.free_pages(&pages);
+    // System page first, device page after it: accepted with allow_mixed (upstream refuses,
+    // brief §9 item 17).
+    let dm = w.pagemap.alloc_devmem(1, false).unwrap();
+    let tail = Span::new(BASE + 12 * K, BASE + 16 * K).unwrap();
+    migrate(&w, tail, dm, &MigrateDetails::default()).unwrap();
+    let back = Span::new(BASE + 8 * K, BASE + 16 * K).unwrap();
+    w.mm.cpu_write(BASE, 0); // bring page 0 back to RAM
+    assert_eq!(
+        s.get_pages(&pages, &w.mm, nref, back, &c),
+        Err(code::EOPNOTSUPP)
+    );
+    s.get_pages(&pages, &w.mm, nref, back, &mixed).unwrap();
+    s.free_pages(&pages);
+    assert_eq!(w.pagemap.0.device_maps.load(Ordering::SeqCst), 0);
+    drop((r, pages));
+    drop(s);
+    // Evict what is left on the device.
+    for p in 0..4 {
+        let _ = w.mm.cpu_read(BASE + p * 4096);
+    }
+    device_accounting_is_zero(&w);
+}
+
+#[test]
+fn populate_mm_wrapper_errors() {
+    let w = World::new(1);
+    w.mm.mmap(BASE, BASE + 16 * K, RW_ANON);
+    let span = Span::new(BASE, BASE + 16 * K).unwrap();
+    populate_mm::<MockDriver>(&w.pagemap, span, &w.mm, 0).unwrap();
+    w.pagemap.0.removed.store(true, Ordering::SeqCst);
+    assert_eq!(
+        populate_mm::<MockDriver>(&w.pagemap, span, &w.mm, 0),
+        Err(code::ENODEV)
+    );
+    for p in 0..4 {
+        let _ = w.mm.cpu_read(BASE + p * 4096);
+    }
+    w.mm.kill();
+    assert_eq!(
+        populate_mm::<MockDriver>(&w.pagemap, span, &w.mm, 0),
+        Err(code::EFAULT)
+    );
+    device_accounting_is_zero(&w);
+}
+
+#[test]
+fn eviction_needs_a_live_mm() {
+    let w = World::new(1);
+    w.mm.mmap(BASE, BASE + 16 * K, RW_ANON);
+    let devmem = w.pagemap.alloc_devmem(4, false).unwrap();
+    migrate(
+        &w,
+        Span::new(BASE, BASE + 16 * K).unwrap(),
+        devmem.clone(),
+        &MigrateDetails::default(),
+    )
+    .unwrap();
+    w.mm.kill();
+    assert_eq!(evict_to_ram::<MockDriver>(&devmem), Err(code::EFAULT));
+    // A never-used allocation has nothing to evict.
+    let fresh = w.pagemap.alloc_devmem(1, false).unwrap();
+    assert_eq!(evict_to_ram::<MockDriver>(&fresh), Ok(()));
+    drop(fresh);
+    // Munmap frees the device pages; the allocation detaches.
+    w.mm.munmap(BASE, BASE + 16 * K);
+    assert!(devmem.state().is_detached());
+    drop(devmem);
+    device_accounting_is_zero(&w);
+}
