@@ -40,6 +40,25 @@
 //!   and `parse(print(tree))` gives the same tree (positions aside), which the tests check.
 //! - [`pattern`] defines the byte function of `seed:N`, which the format requires to be
 //!   documented, and the fill and check helpers built on it.
+//!
+//! # Where the format is silent
+//!
+//! These choices are the parser's, not the contract's:
+//!
+//! - Positional words (the address or name) come right after the verb in the order shown by
+//!   the format; `key=value` options and flags (`dontunmap`, `dontneed`) may follow in any order.
+//!   A word is taken as a flag only once the positional argument is present, so
+//!   `mremap dontunmap new=B` moves a region named `dontunmap`.
+//! - An absolute address may carry offsets too (`0x1000+4K`); they are folded into the number.
+//! - Spaces around `|` in outcomes are allowed; an alternative listed twice is an error.
+//! - Expectations (`expect ...`), `config`, `concurrent` and `}` take no `->` outcome.
+//! - `advise` needs at least one of `preferred=` and `atomic=`; `config` needs at least one key.
+//! - A `concurrent` block may not be empty and may not contain `process` (which switches the
+//!   current process for later statements rather than being a thread of its own).
+//! - `expect stat` names are checked against [`ast::STAT_NAMES`], so a typo fails at parse
+//!   time with a suggestion instead of at run time.
+//! - Columns count characters (a tab is one column); a leading UTF-8 byte-order mark is
+//!   ignored.
 
 pub mod ast;
 pub mod parse;
