@@ -1,0 +1,26 @@
+//! Integration tests of gpusvm (see `tests/`): helpers shared by the test files.
+
+use std::path::{Path, PathBuf};
+
+/// The repository's scenario directory.
+pub fn scenario_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios")
+}
+
+/// Every `.svm` file under `dir`, sorted.
+pub fn svm_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(svm_files(&p));
+        } else if p.extension().is_some_and(|x| x == "svm") {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
