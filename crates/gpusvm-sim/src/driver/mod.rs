@@ -200,6 +200,21 @@ impl GpuVm {
         }
     }
 
+    /// Live ranges by size (after running the garbage collector): size → count.
+    pub fn range_sizes(&self) -> std::collections::BTreeMap<u64, usize> {
+        let mut out = std::collections::BTreeMap::new();
+        let mut g = self.lock();
+        if let Some(svm) = g.as_mut() {
+            garbage_collect(svm, &self.cfg);
+            if let Ok(all) = Span::new(0, TASK_SIZE) {
+                for r in svm.ranges(all) {
+                    *out.entry(r.size()).or_insert(0) += 1;
+                }
+            }
+        }
+        out
+    }
+
     /// The size of the range covering `addr`, if any.
     pub fn chunk_at(&self, addr: u64) -> Option<u64> {
         let mut g = self.lock();
