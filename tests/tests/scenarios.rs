@@ -22,7 +22,10 @@ fn run_dir(dir: &std::path::Path) -> usize {
 #[test]
 fn repository_scenarios_pass() {
     let n = run_dir(&scenario_dir());
-    assert!(n >= 7, "expected at least the 7 example scenarios, found {n}");
+    assert!(
+        n >= 7,
+        "expected at least the 7 example scenarios, found {n}"
+    );
 }
 
 #[test]
@@ -38,14 +41,35 @@ fn scenarios_that_must_fail_do_fail() {
     // The harness is only worth something if it can fail: wrong data, wrong residency, a leak of
     // nothing, a wrong errno — each must be reported.
     let cases = [
-        ("mmap A size=2M align=2M\ncpu write A fill=seed:1\ngpu read A expect=seed:2\n", "does not match"),
-        ("mmap A size=64K\ncpu write A fill=3\nprefetch A to=vram\nexpect residency A in=ram\n", "pages are Vram"),
-        ("mmap A size=64K\nmprotect A prot=r\ngpu write A fill=1\n", "expected ok, got EPERM"),
-        ("mmap A size=64K\ncpu read A len=4K -> SEGV\n", "expected SEGV, got ok"),
-        ("mmap A size=64K\ncpu write A fill=1\ngpu read A\nexpect ranges == 2\n", "there are 1 ranges"),
+        (
+            "mmap A size=2M align=2M\ncpu write A fill=seed:1\ngpu read A expect=seed:2\n",
+            "does not match",
+        ),
+        (
+            "mmap A size=64K\ncpu write A fill=3\nprefetch A to=vram\nexpect residency A in=ram\n",
+            "pages are Vram",
+        ),
+        (
+            "mmap A size=64K\nmprotect A prot=r\ngpu write A fill=1\n",
+            "expected ok, got EPERM",
+        ),
+        (
+            "mmap A size=64K\ncpu read A len=4K -> SEGV\n",
+            "expected SEGV, got ok",
+        ),
+        (
+            "mmap A size=64K\ncpu write A fill=1\ngpu read A\nexpect ranges == 2\n",
+            "there are 1 ranges",
+        ),
         // Untouched memory below check_pages_threshold gets single-page ranges (upstream §3.2 b).
-        ("mmap A size=64K\ngpu read A\nexpect ranges == 1\n", "there are 16 ranges"),
-        ("mmap A size=2M align=2M\ngpu read A\nexpect chunk A == 64K\n", "range there is 0x200000"),
+        (
+            "mmap A size=64K\ngpu read A\nexpect ranges == 1\n",
+            "there are 16 ranges",
+        ),
+        (
+            "mmap A size=2M align=2M\ngpu read A\nexpect chunk A == 64K\n",
+            "range there is 0x200000",
+        ),
     ];
     for (text, needle) in cases {
         let sc = parse("neg.svm", text).expect("valid syntax");

@@ -29,20 +29,72 @@
 //!
 //! # Example: the GPU fault flow
 //!
-//! ```text
-//! let range = svm.range_find_or_insert(fault_addr, gpuva, &ctx)?;   // driver lock held
-//! svm.range_get_pages(&range, &range.data().pages, &ctx)?;           // fault + DMA map
-//! let nl = svm.notifier_lock();                                      // commit:
-//! if !svm.range_pages_valid(&nl, &range) { return Err(EAGAIN) }      //   retry the fault
-//! svm.pages_entries(&nl, &range.data().pages, |e| write_ptes(e));    //   program the GPU
+//! The driver's fault handler, against the mock backend (`mock` feature): find or create the
+//! range, fault and DMA-map its pages, then commit under the notifier lock.
+//!
+//! ```
+//! use gpusvm_core::mock::World;
+//! use gpusvm_core::{Ctx, Span, Svm, SvmConfig, VmaFlags};
+//!
+//! let w = World::new(1);
+//! let base = 0x4000_0000;
+//! w.mm.mmap(base, base + (2 << 20), VmaFlags::READ | VmaFlags::WRITE | VmaFlags::ANONYMOUS);
+//! let config = SvmConfig {
+//!     name: "example",
+//!     mm_start: 0,
+//!     mm_range: 1 << 47,
+//!     notifier_size: 512 << 20,
+//!     chunk_sizes: &[2 << 20, 64 << 10, 4 << 10],
+//!     page_shift: 12,
+//! };
+//! let mut svm = Svm::new(config, w.driver(), Some(w.mm.clone()), w.alloc.clone(), w.clock.clone())?;
+//! let ctx = Ctx::default();
+//! let gpuva = Span::new(0, 1 << 47)?;
+//!
+//! // GPU fault at base + 0x1234 (the driver lock is `&mut svm`).
+//! let range = svm.range_find_or_insert(base + 0x1234, gpuva, &ctx)?;
+//! let pages = &range.data().pages[0];
+//! svm.range_get_pages(&range, pages, &ctx)?;
+//!
+//! // Commit: only valid pages may be written into the GPU page table.
+//! let nl = svm.notifier_lock();
+//! assert!(svm.range_pages_valid(&nl, &range));
+//! let ptes = svm.pages_entries(&nl, pages, |entries| entries.len()).unwrap();
+//! assert_eq!(ptes, 512);
+//! # drop(nl); drop(range);
+//! # Ok::<(), gpusvm_core::Error>(())
 //! ```
 //!
-//! and on the CPU side, the driver's [`SvmDriver::invalidate`] zaps GPU PTEs, calls
-//! [`Invalidation::unmap_range_pages`], and for `Unmap` events [`Invalidation::set_unmapped`];
-//! its garbage collector then drains [`Svm::take_unmapped`] and calls [`Svm::range_remove`].
-//! The `tests` module runs exactly this flow against a mock backend.
+//! # Example: invalidation and garbage collection
+//!
+//! A `munmap` reaches the driver's [`SvmDriver::invalidate`] (the mock's zaps, calls
+//! [`Invalidation::unmap_range_pages`] and, for `Unmap`, [`Invalidation::set_unmapped`]); the
+//! driver's garbage collector then removes the range, and the empty notifier goes with it.
+//!
+//! ```
+//! # use gpusvm_core::mock::World;
+//! # use gpusvm_core::{Ctx, Span, Svm, SvmConfig, VmaFlags};
+//! # let w = World::new(1);
+//! # let base = 0x4000_0000;
+//! # w.mm.mmap(base, base + (2 << 20), VmaFlags::READ | VmaFlags::WRITE | VmaFlags::ANONYMOUS);
+//! # let config = SvmConfig { name: "example", mm_start: 0, mm_range: 1 << 47,
+//! #     notifier_size: 512 << 20, chunk_sizes: &[2 << 20, 64 << 10, 4 << 10], page_shift: 12 };
+//! # let mut svm = Svm::new(config, w.driver(), Some(w.mm.clone()), w.alloc.clone(), w.clock.clone())?;
+//! # let ctx = Ctx::default();
+//! # let range = svm.range_find_or_insert(base, Span::new(0, 1 << 47)?, &ctx)?;
+//! # svm.range_get_pages(&range, &range.data().pages[0], &ctx)?;
+//! # drop(range);
+//! w.mm.munmap(base, base + 4096); // invalidate → unmap DMA → set_unmapped
+//! assert_eq!(w.dma_live(), 0);
+//! while let Some(r) = svm.take_unmapped() {
+//!     // A partially unmapped, device-backed range would be evicted first (range_evict).
+//!     svm.range_remove(&r);
+//! }
+//! assert_eq!((svm.num_ranges(), svm.num_notifiers()), (0, 0));
+//! # Ok::<(), gpusvm_core::Error>(())
+//! ```
 
-#![cfg_attr(not(test), no_std)]
+#![cfg_attr(not(any(test, feature = "mock")), no_std)]
 #![cfg_attr(
     not(test),
     deny(
@@ -82,8 +134,10 @@ pub mod range;
 pub mod svm;
 mod sync;
 
-#[cfg(test)]
-mod mock;
+#[cfg(any(test, feature = "mock"))]
+#[allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#[allow(clippy::indexing_slicing, clippy::undocumented_unsafe_blocks)]
+pub mod mock;
 #[cfg(test)]
 mod tests;
 

@@ -279,6 +279,8 @@ pub struct MmInner {
     hooks: Mutex<VecDeque<HmmHook>>,
     pub hmm_calls: AtomicUsize,
     pub migrate_calls: AtomicUsize,
+    /// Make `migrate_vma_pages` lose the first collected page (a racing unmap).
+    pub race_pages: AtomicBool,
     /// The pagemaps whose device pages CPU faults migrate back (by pgmap).
     pagemaps: Mutex<Vec<MockPagemap>>,
 }
@@ -308,6 +310,7 @@ impl MockMm {
             hooks: Mutex::new(VecDeque::new()),
             hmm_calls: AtomicUsize::new(0),
             migrate_calls: AtomicUsize::new(0),
+            race_pages: AtomicBool::new(false),
             pagemaps: Mutex::new(Vec::new()),
         }))
     }
@@ -418,6 +421,29 @@ impl MockMm {
                     pfn: base + i,
                     write: true,
                     order: 9,
+                },
+            );
+        }
+    }
+
+    /// Marks the page at `addr` as being migrated by someone else (a migration entry).
+    pub fn set_migrating(&self, addr: u64) {
+        let mut ptes = lock(&self.0.ptes);
+        if let Some(Pte::Present { pfn, .. }) = ptes.get(&(addr / PAGE)).copied() {
+            ptes.insert(addr / PAGE, Pte::Migrating { pfn });
+        }
+    }
+
+    /// Undoes [`MockMm::set_migrating`].
+    pub fn clear_migrating(&self, addr: u64) {
+        let mut ptes = lock(&self.0.ptes);
+        if let Some(Pte::Migrating { pfn }) = ptes.get(&(addr / PAGE)).copied() {
+            ptes.insert(
+                addr / PAGE,
+                Pte::Present {
+                    pfn,
+                    write: true,
+                    order: 0,
                 },
             );
         }
@@ -773,6 +799,11 @@ unsafe impl Mm for MockMm {
     }
 
     fn migrate_vma_pages(&self, args: &mut MigrateVma<'_>) {
+        if self.0.race_pages.swap(false, Ordering::SeqCst) {
+            if let Some(s) = args.src.iter_mut().find(|s| s.is_migrating()) {
+                *s = MigratePfn(s.0 & !MigratePfn::MIGRATE);
+            }
+        }
         for (s, d) in args.src.iter_mut().zip(args.dst.iter()) {
             if s.is_migrating() && d.pfn().is_none() {
                 *s = MigratePfn(s.0 & !MigratePfn::MIGRATE);
@@ -1076,7 +1107,8 @@ impl Pagemap<MockDriver> for MockPagemap {
         dir: DmaDirection,
     ) -> Result<DmaEntry> {
         self.0.device_maps.fetch_add(1, Ordering::SeqCst);
-        DmaEntry::encode((pfn - self.0.base + 1) * PAGE, Protocol::DRIVER, order, dir)
+        // Absolute frame addresses, so any pagemap's copier can decode any device entry.
+        DmaEntry::encode(pfn * PAGE, Protocol::DRIVER, order, dir)
     }
 
     fn device_unmap(&self, _dev: &MockDma, _entry: DmaEntry) {
@@ -1131,7 +1163,7 @@ impl MockDevmem {
         if e.proto() == Protocol::SYSTEM {
             self.0.state.dev().pfn_of(e.addr())
         } else {
-            Some(e.addr() / PAGE - 1 + self.0.pool.0.base)
+            Some(e.addr() / PAGE)
         }
     }
 }
@@ -1254,6 +1286,8 @@ pub struct World {
     pub devs: Vec<MockDma>,
     pub stats: Arc<DriverStats>,
     pub pagemap: MockPagemap,
+    /// A peer device's pagemap (same owner: its pages are visible in place).
+    pub peer: MockPagemap,
 }
 
 impl World {
@@ -1264,10 +1298,14 @@ impl World {
         let mm = MockMm::new(phys.clone(), clock.clone());
         let devs: Vec<MockDma> = (0..ndevs).map(MockDma::new).collect();
         let pagemap = MockPagemap::new(0, Owner(0xd0d0), 4096);
+        let peer = MockPagemap::new(1, Owner(0xd0d0), 4096);
         mm.add_pagemap(&pagemap);
+        mm.add_pagemap(&peer);
         if let Some(d) = devs.first() {
             pagemap.set_env(&mm, d, &alloc, &clock);
         }
+        let peer_dev = devs.get(1).cloned().unwrap_or_else(|| MockDma::new(99));
+        peer.set_env(&mm, &peer_dev, &alloc, &clock);
         World {
             phys,
             clock,
@@ -1276,6 +1314,7 @@ impl World {
             devs,
             stats: Arc::new(DriverStats::default()),
             pagemap,
+            peer,
         }
     }
 

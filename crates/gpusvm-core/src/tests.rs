@@ -1054,3 +1054,117 @@ fn eviction_needs_a_live_mm() {
     drop(devmem);
     device_accounting_is_zero(&w);
 }
+
+#[test]
+fn range_evict_budget_errors() {
+    let w = World::new(1);
+    w.mm.mmap(BASE, BASE + 64 * K, RW_ANON);
+    let mut s = svm(&w);
+    let r = s.range_find_or_insert(BASE, gpuva(), &ctx()).unwrap();
+    // Collisions for the whole budget: the loop ends with the last error, EBUSY.
+    for _ in 0..3000 {
+        w.mm.hook(HmmHook::Fail(code::EBUSY));
+    }
+    assert_eq!(s.range_evict(&r), Err(code::EBUSY));
+    // A pfn-array allocation failure is ENOMEM and leaks no mm reference (brief §9 item 12).
+    w.alloc.fail_nth(1);
+    assert_eq!(s.range_evict(&r), Err(code::ENOMEM));
+    assert_eq!(w.mm.users(), 0);
+    drop(r);
+    teardown(w, s);
+}
+
+#[test]
+fn migration_races_are_ebusy() {
+    let w = World::new(1);
+    w.mm.mmap(BASE, BASE + 16 * K, RW_ANON);
+    for p in 0..4 {
+        w.mm.cpu_write(BASE + p * 4096, p);
+    }
+    let span = Span::new(BASE, BASE + 16 * K).unwrap();
+    // A page someone else is migrating cannot be collected: all or nothing.
+    w.mm.set_migrating(BASE + 4096);
+    let d = w.pagemap.alloc_devmem(4, false).unwrap();
+    assert_eq!(
+        migrate(&w, span, d, &MigrateDetails::default()),
+        Err(code::EBUSY)
+    );
+    w.mm.clear_migrating(BASE + 4096);
+    // A page lost between collection and `migrate_vma_pages` ("raced while finalizing").
+    w.mm.0.race_pages.store(true, Ordering::SeqCst);
+    let d = w.pagemap.alloc_devmem(4, false).unwrap();
+    assert_eq!(
+        migrate(&w, span, d, &MigrateDetails::default()),
+        Err(code::EBUSY)
+    );
+    // The pages that did move come back on CPU access; nothing leaks.
+    for p in 0..4 {
+        assert_eq!(w.mm.cpu_read(BASE + p * 4096), Some(p));
+    }
+    device_accounting_is_zero(&w);
+}
+
+#[test]
+fn eviction_gives_up_after_three_attempts() {
+    let w = World::new(1);
+    w.mm.mmap(BASE, BASE + 16 * K, RW_ANON);
+    w.mm.cpu_write(BASE, 77);
+    let d = w.pagemap.alloc_devmem(4, false).unwrap();
+    migrate(
+        &w,
+        Span::new(BASE, BASE + 16 * K).unwrap(),
+        d.clone(),
+        &MigrateDetails::default(),
+    )
+    .unwrap();
+    let copies = w.pagemap.0.copies_to_ram.load(Ordering::SeqCst);
+    w.pagemap.0.fail_copy.store(true, Ordering::SeqCst);
+    assert_eq!(evict_to_ram::<MockDriver>(&d), Err(code::EFAULT));
+    assert!(!d.state().is_detached());
+    assert_eq!(w.pagemap.0.copies_to_ram.load(Ordering::SeqCst), copies);
+    w.pagemap.0.fail_copy.store(false, Ordering::SeqCst);
+    // Nothing was lost: the pages are still on the device, and eviction now works.
+    evict_to_ram::<MockDriver>(&d).unwrap();
+    assert_eq!(w.mm.cpu_read(BASE), Some(77));
+    drop(d);
+    device_accounting_is_zero(&w);
+}
+
+#[test]
+fn peer_pages_migrate_by_either_copier() {
+    let w = World::new(2);
+    w.mm.mmap(BASE, BASE + 16 * K, RW_ANON);
+    for p in 0..4 {
+        w.mm.cpu_write(BASE + p * 4096, 500 + p);
+    }
+    let span = Span::new(BASE, BASE + 16 * K).unwrap();
+    let on_peer = w.peer.alloc_devmem(4, false).unwrap();
+    migrate(&w, span, on_peer.clone(), &MigrateDetails::default()).unwrap();
+    assert!(w.peer.owns_pfn(w.mm.pfn_at(BASE).unwrap()));
+
+    // Destination-driven: we read the peer's pages over the interconnect (device_map).
+    let local = w.pagemap.alloc_devmem(4, false).unwrap();
+    migrate(&w, span, local.clone(), &MigrateDetails::default()).unwrap();
+    assert!(w.pagemap.owns_pfn(w.mm.pfn_at(BASE).unwrap()));
+    assert_eq!(w.pagemap.0.copies_to_dev.load(Ordering::SeqCst), 1);
+    assert!(on_peer.state().is_detached());
+
+    // Source-driven: the peer's copy engine writes into our pages.
+    let back = w.peer.alloc_devmem(4, false).unwrap();
+    let src = MigrateDetails {
+        source_peer_migrates: true,
+        ..MigrateDetails::default()
+    };
+    let before = w.pagemap.0.copies_to_ram.load(Ordering::SeqCst);
+    migrate(&w, span, back.clone(), &src).unwrap();
+    assert!(w.peer.owns_pfn(w.mm.pfn_at(BASE).unwrap()));
+    assert_eq!(w.pagemap.0.copies_to_ram.load(Ordering::SeqCst), before + 1);
+    for p in 0..4 {
+        assert_eq!(w.mm.cpu_read(BASE + p * 4096), Some(500 + p));
+    }
+    drop((on_peer, local, back));
+    assert_eq!(w.phys.live_device_frames(), 0);
+    assert_eq!(w.peer.0.live_allocs.load(Ordering::SeqCst), 0);
+    assert_eq!(w.peer.0.device_maps.load(Ordering::SeqCst), 0);
+    device_accounting_is_zero(&w);
+}
