@@ -53,8 +53,10 @@ impl Protocol {
     pub const SYSTEM: Protocol = Protocol(0);
     /// `DRM_INTERCONNECT_DRIVER`: the first driver-defined protocol (local device memory).
     pub const DRIVER: Protocol = Protocol(1);
-    /// The largest protocol value that fits the packed entry.
-    pub const MAX: u8 = 31;
+    /// The largest protocol value a driver may use (31 is reserved for holes).
+    pub const MAX: u8 = 30;
+    /// Reserved: a hole left by a partial unmap (no mapping behind the entry).
+    pub const HOLE: Protocol = Protocol(31);
 
     /// A driver-defined protocol.
     ///
@@ -119,6 +121,22 @@ impl DmaEntry {
     /// Whether this is the "no entry" value.
     pub fn is_none(self) -> bool {
         self.0 == 0
+    }
+
+    /// A hole of `1 << order` pages: the place of a mapping a partial unmap removed, kept so
+    /// that the page offsets of the following entries stay right (range splitting).
+    pub fn hole(order: u32) -> Self {
+        DmaEntry((u64::from(order.min(31)) << Self::ORDER_SHIFT) | u64::from(Protocol::HOLE.0))
+    }
+
+    /// Whether this is a hole (see [`DmaEntry::hole`]).
+    pub fn is_hole(self) -> bool {
+        self.proto() == Protocol::HOLE
+    }
+
+    /// Whether a live mapping is behind this entry.
+    pub fn is_mapped(self) -> bool {
+        !self.is_none() && !self.is_hole()
     }
 
     /// The DMA (or device) address.
@@ -206,6 +224,11 @@ mod tests {
         assert_eq!(top.dir(), DmaDirection::None);
     }
 
+    fn e_mapped() -> bool {
+        DmaEntry::encode(0x1000, Protocol::SYSTEM, 0, DmaDirection::ToDevice)
+            .is_ok_and(|e| e.is_mapped())
+    }
+
     #[test]
     fn unrepresentable_entries_are_refused() {
         let sys = Protocol::SYSTEM;
@@ -214,6 +237,10 @@ mod tests {
         assert_eq!(DmaEntry::encode(0x1000, sys, 32, bidi), Err(code::EINVAL));
         assert_eq!(DmaEntry::encode(0, sys, 0, bidi), Err(code::EFAULT));
         assert!(DmaEntry::encode(0, sys, 1, bidi).is_ok());
-        assert_eq!(Protocol::new(32), Err(code::EINVAL));
+        assert_eq!(Protocol::new(31), Err(code::EINVAL));
+        let h = DmaEntry::hole(9);
+        assert!(h.is_hole() && !h.is_none() && !h.is_mapped());
+        assert_eq!(h.order(), 9);
+        assert!(e_mapped());
     }
 }

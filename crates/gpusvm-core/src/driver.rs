@@ -52,8 +52,21 @@ pub trait SvmDriver: Sized + Send + Sync + 'static {
     /// Whatever the driver reports; `find_or_insert` fails with it and creates nothing.
     fn range_data(&self, span: Span) -> Result<Self::RangeData>;
 
-    /// Calls `f` for each pages object embedded in `data`.
+    /// Calls `f` for each pages object embedded in `data`, always in the same order (one per
+    /// device).
     fn for_each_pages<'a>(data: &'a Self::RangeData, f: &mut dyn FnMut(&'a SvmPages<Self>));
+
+    /// Builds the payload of a piece split off `old` (range splitting): like
+    /// [`SvmDriver::range_data`], but the driver may carry per-range state over (e.g. whether a
+    /// device's mapping is read-only). Its pages objects must correspond, in order, to `old`'s.
+    ///
+    /// # Errors
+    ///
+    /// Whatever the driver reports; the split is abandoned and the range removed instead.
+    fn split_data(&self, old: &Self::RangeData, piece: Span) -> Result<Self::RangeData> {
+        let _ = old;
+        self.range_data(piece)
+    }
 
     /// The invalidate op: called with the notifier lock held for writing, inside the MMU
     /// notifier.

@@ -50,6 +50,9 @@ bitflags::bitflags! {
         const PARTIAL_UNMAP = 1 << 2;
         /// Removed from its notifier; no longer findable.
         const REMOVED = 1 << 3;
+        /// An `Unmap` removed part of the range; the garbage collector splits off the rest
+        /// ([`crate::Svm::split_range`]). Faults get `EAGAIN` meanwhile.
+        const SPLIT_PENDING = 1 << 4;
     }
 }
 

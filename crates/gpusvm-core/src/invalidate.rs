@@ -116,6 +116,90 @@ impl<'a, D: SvmDriver> Invalidation<'a, D> {
         D::for_each_pages(range.data(), &mut |p| self.unmap_pages(p));
     }
 
+    /// The span of `range` whose mappings [`Invalidation::unmap_range`] takes away: the GPU
+    /// must stop using it (zap its PTEs, flush its TLB) first. The whole range, except for a
+    /// partial `Unmap` in split mode, where it is the extent of the entries overlapping the
+    /// unmapped pages (a huge entry straddling the boundary reaches beyond them).
+    pub fn zap_span(&self, range: &Range<D>) -> Span {
+        let Some((first, end)) = self.partial_split(range) else {
+            return range.span();
+        };
+        let page = self.shared.page_shift();
+        let (mut lo, mut hi) = (first, end);
+        D::for_each_pages(range.data(), &mut |p| {
+            let mut st = p.lock_state(&self.guard);
+            if let Some((a, b)) = p.overlap_extent(&mut st, first, end) {
+                lo = lo.min(a);
+                hi = hi.max(b);
+            }
+        });
+        let to_addr = |pages: usize| {
+            range
+                .start()
+                .saturating_add((pages as u64).saturating_mul(page.size()))
+                .min(range.end())
+        };
+        Span::new(to_addr(lo), to_addr(hi)).unwrap_or(range.span())
+    }
+
+    /// For a partial `Unmap` in split mode: the unmapped pages of `range`, as page offsets.
+    fn partial_split(&self, range: &Range<D>) -> Option<(usize, usize)> {
+        if self.range.event != MmuEvent::Unmap || !self.shared.range_split() {
+            return None;
+        }
+        if range.svm_id() != self.shared.id() {
+            return None;
+        }
+        let covered = self.range.start <= range.start() && range.end() <= self.range.end;
+        if covered {
+            return None;
+        }
+        let page = self.shared.page_shift();
+        let first = page.pages(self.range.start.saturating_sub(range.start()));
+        let end = page.pages(
+            self.range
+                .end
+                .min(range.end())
+                .saturating_sub(range.start()),
+        );
+        Some((
+            usize::try_from(first).unwrap_or(usize::MAX),
+            usize::try_from(end).unwrap_or(usize::MAX),
+        ))
+    }
+
+    /// Does what an invalidation requires of `range`, in one call:
+    /// - for any event but `Unmap`: unmaps its pages (they refault on the next GPU access);
+    /// - for an `Unmap` covering the whole range, or any `Unmap` when range splitting is off:
+    ///   unmaps its pages and marks it unmapped ([`Invalidation::set_unmapped`]);
+    /// - for an `Unmap` covering part of it with range splitting on
+    ///   ([`crate::Svm::set_range_split`]): unmaps only the DMA entries of the unmapped pages
+    ///   (leaving holes), marks the range [`RangeFlags::SPLIT_PENDING`] and queues it; the
+    ///   surviving pages stay mapped and valid, and the garbage collector splits them off into
+    ///   new ranges ([`crate::Svm::split_range`]).
+    ///
+    /// The driver zaps its GPU PTEs for [`Invalidation::zap_span`] first.
+    pub fn unmap_range(&self, range: &Range<D>) {
+        if self.range.event != MmuEvent::Unmap {
+            self.unmap_range_pages(range);
+            return;
+        }
+        let Some((first, end)) = self.partial_split(range) else {
+            self.unmap_range_pages(range);
+            self.set_unmapped(range);
+            return;
+        };
+        D::for_each_pages(range.data(), &mut |p| {
+            let mut st = p.lock_state(&self.guard);
+            p.hole_pages(&mut st, first, end);
+        });
+        range
+            .flag_word()
+            .publish((range.flags() | RangeFlags::SPLIT_PENDING).bits());
+        // SAFETY: As in `set_unmapped`: write lock held, range of this instance, in its tree.
+        unsafe { self.shared.gc_push(range) };
+    }
+
     /// Marks `range` unmapped (`drm_gpusvm_range_set_unmapped`): sets `UNMAPPED`, and
     /// `PARTIAL_UNMAP` if the invalidation does not cover the whole range; marks its pages
     /// unmapped; queues the range for the garbage collector ([`crate::Svm::take_unmapped`]).

@@ -131,6 +131,7 @@ pub mod pagemap;
 pub mod pages;
 pub mod plan;
 pub mod range;
+pub mod split;
 pub mod svm;
 mod sync;
 

@@ -1225,6 +1225,8 @@ pub struct DriverStats {
     /// Allocator calls made during invalidate callbacks (must stay 0).
     pub allocs_in_invalidate: AtomicUsize,
     pub refuse_nonblocking: AtomicBool,
+    /// Bytes of GPU mappings the invalidations asked to zap.
+    pub zapped_bytes: AtomicUsize,
 }
 
 /// The driver: unmaps every affected range, marks unmapped ranges on `Unmap`.
@@ -1263,11 +1265,15 @@ impl SvmDriver for MockDriver {
         let before = self.alloc.calls();
         self.stats.invalidations.fetch_add(1, Ordering::SeqCst);
         for r in inv.ranges() {
-            inv.unmap_range_pages(r);
             if inv.event() == MmuEvent::Unmap {
                 self.stats.unmaps_seen.fetch_add(1, Ordering::SeqCst);
-                inv.set_unmapped(r);
             }
+            let zap = inv.zap_span(r);
+            self.stats
+                .zapped_bytes
+                .fetch_add(zap.len() as usize, Ordering::SeqCst);
+            // Splits partially unmapped ranges when the instance has splitting on.
+            inv.unmap_range(r);
         }
         let during = self.alloc.calls() - before;
         self.stats

@@ -68,8 +68,9 @@ pub const SEQ_NONE: u64 = i64::MAX as u64;
 /// - `state` is accessed only while `state_locked` is held by the accessor, and the state lock
 ///   is only taken with the notifier lock held (or with exclusive access, in `Drop`).
 /// - `flags` satisfies [`PagesFlags::is_consistent`]; `HAS_DMA_MAPPING` is set exactly when
-///   `state.nentries > 0`, and then `state.dma` holds `nentries` live mappings of the span
-///   `[0, state.npages)` pages; `HAS_DEVMEM_PAGES` is set exactly when `state.pagemap` is `Some`.
+///   `state.nentries > 0`, and then `state.dma` holds `nentries` entries covering the span's
+///   `[0, state.npages)` pages in order, each a live mapping or (only in a range pending a split)
+///   a hole; `HAS_DEVMEM_PAGES` is set exactly when `state.pagemap` is `Some`.
 pub struct SvmPages<D: SvmDriver> {
     dev: D::Dma,
     flags: FlagWord,
@@ -79,10 +80,10 @@ pub struct SvmPages<D: SvmDriver> {
 }
 
 pub(crate) struct PagesState<D: SvmDriver> {
-    dma: Option<KArray<DmaEntry, D::Alloc>>,
-    nentries: usize,
-    npages: usize,
-    pagemap: Option<D::Pagemap>,
+    pub(crate) dma: Option<KArray<DmaEntry, D::Alloc>>,
+    pub(crate) nentries: usize,
+    pub(crate) npages: usize,
+    pub(crate) pagemap: Option<D::Pagemap>,
 }
 
 // SAFETY: The state is only touched under the state lock (type invariants); the other fields
@@ -101,7 +102,7 @@ pub(crate) struct StateGuard<'a, D: SvmDriver> {
 }
 
 impl<D: SvmDriver> StateGuard<'_, D> {
-    fn with<R>(&mut self, f: impl FnOnce(&mut PagesState<D>) -> R) -> R {
+    pub(crate) fn with<R>(&mut self, f: impl FnOnce(&mut PagesState<D>) -> R) -> R {
         // SAFETY: By the type invariant we hold the state lock, so nobody else accesses `state`.
         self.pages.state.with_mut(|p| f(unsafe { &mut *p }))
     }
@@ -148,6 +149,12 @@ impl<D: SvmDriver> SvmPages<D> {
 
     /// Takes the state lock. The caller holds the notifier lock (`_nl` proves it).
     pub(crate) fn lock_state(&self, _nl: &impl NotifierLocked) -> StateGuard<'_, D> {
+        self.lock_state_unpublished()
+    }
+
+    /// Takes the state lock of a pages object nobody else can reach yet (a piece of a split
+    /// before it enters the tree), without the notifier lock.
+    pub(crate) fn lock_state_unpublished(&self) -> StateGuard<'_, D> {
         while self
             .state_locked
             .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
@@ -159,7 +166,7 @@ impl<D: SvmDriver> SvmPages<D> {
         StateGuard { pages: self }
     }
 
-    fn publish(&self, flags: PagesFlags) {
+    pub(crate) fn publish(&self, flags: PagesFlags) {
         self.flags.publish(flags.bits());
     }
 
@@ -184,6 +191,51 @@ impl<D: SvmDriver> SvmPages<D> {
         });
         // INVARIANT: nothing is mapped any more, so both mapping flags go, in one store.
         self.publish(self.flags() - (PagesFlags::HAS_DMA_MAPPING | PagesFlags::HAS_DEVMEM_PAGES));
+    }
+
+    /// The page extent of the mapped entries overlapping pages `[first, end)`.
+    pub(crate) fn overlap_extent(
+        &self,
+        st: &mut StateGuard<'_, D>,
+        first: usize,
+        end: usize,
+    ) -> Option<(usize, usize)> {
+        st.with(|s| {
+            let dma = s.dma.as_ref()?;
+            let mut offset = 0usize;
+            let mut extent: Option<(usize, usize)> = None;
+            for e in dma.iter().take(s.nentries) {
+                let n = 1usize << e.order();
+                let e_end = offset.saturating_add(n);
+                if offset < end && first < e_end && e.is_mapped() {
+                    extent = Some(match extent {
+                        None => (offset, e_end),
+                        Some((a, b)) => (a.min(offset), b.max(e_end)),
+                    });
+                }
+                offset = e_end;
+            }
+            extent
+        })
+    }
+
+    /// Unmaps the entries that overlap pages `[first, end)` of the span and leaves holes in
+    /// their place (a partial unmap in split mode). Entries straddling the boundary go whole.
+    pub(crate) fn hole_pages(&self, st: &mut StateGuard<'_, D>, first: usize, end: usize) {
+        let dev = &self.dev;
+        st.with(|s| {
+            let pagemap = s.pagemap.as_ref();
+            let Some(dma) = s.dma.as_mut() else { return };
+            let mut offset = 0usize;
+            for e in dma.iter_mut().take(s.nentries) {
+                let n = 1usize << e.order();
+                if offset < end && first < offset.saturating_add(n) && e.is_mapped() {
+                    unmap_entries::<D>(dev, pagemap, core::slice::from_mut(e));
+                    *e = DmaEntry::hole(e.order());
+                }
+                offset = offset.saturating_add(n);
+            }
+        });
     }
 
     /// Unmaps and frees the DMA array (`drm_gpusvm_free_pages` under the lock).
@@ -213,6 +265,10 @@ impl<D: SvmDriver> SvmPages<D> {
                 .as_ref()
                 .and_then(|d| d.get(..s.nentries))
                 .unwrap_or_default();
+            // Holes (a range pending a split) are not committable.
+            if live.iter().any(|e| e.is_hole()) {
+                return None;
+            }
             Some(f(live))
         })
     }
@@ -242,13 +298,15 @@ impl<D: SvmDriver> Drop for SvmPages<D> {
 }
 
 /// Unmaps `entries` (system ones through `dev`, device ones through `pagemap`) and clears them.
-fn unmap_entries<D: SvmDriver>(
+/// Holes and empty entries have nothing behind them.
+pub(crate) fn unmap_entries<D: SvmDriver>(
     dev: &D::Dma,
     pagemap: Option<&D::Pagemap>,
     entries: &mut [DmaEntry],
 ) {
     for e in entries.iter_mut() {
-        if e.is_none() {
+        if !e.is_mapped() {
+            *e = DmaEntry::NONE;
             continue;
         }
         if e.proto() == Protocol::SYSTEM {

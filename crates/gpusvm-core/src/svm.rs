@@ -43,7 +43,7 @@ use crate::mm::{
 use crate::notifier::{Notifier, NotifierTreeAdapter};
 use crate::pages::{self, SvmPages, HMM_RANGE_DEFAULT_TIMEOUT_MS};
 use crate::range::{Range, RangeGcAdapter, RangeRef};
-use crate::sync::UnsafeCell;
+use crate::sync::{AtomicBool, Ordering, UnsafeCell};
 
 /// Creation parameters of an [`Svm`] (the arguments of `drm_gpusvm_init`).
 #[derive(Clone, Copy, Debug)]
@@ -93,6 +93,7 @@ pub(crate) struct SvmShared<D: SvmDriver> {
     mm: Option<D::Mm>,
     page: PageShift,
     gc: UnsafeCell<LinkedList<RangeGcAdapter<D>>>,
+    range_split: AtomicBool,
 }
 
 // SAFETY: All fields are `Send + Sync` except the GC list, which is accessed under the locking
@@ -119,6 +120,9 @@ impl<D: SvmDriver> SvmShared<D> {
     }
     pub(crate) fn page_shift(&self) -> PageShift {
         self.page
+    }
+    pub(crate) fn range_split(&self) -> bool {
+        self.range_split.load(Ordering::Relaxed)
     }
 
     /// Queues `range` for the garbage collector unless it is queued or removed already.
@@ -248,6 +252,7 @@ impl<D: SvmDriver> Svm<D> {
             mm,
             page,
             gc: UnsafeCell::new(LinkedList::new(RangeGcAdapter::new())),
+            range_split: AtomicBool::new(false),
         };
         let shared = KBox::try_new(shared, alloc).map_err(|(e, _)| e)?;
         let (shared, _alloc) = KBox::into_raw(shared);
@@ -265,6 +270,44 @@ impl<D: SvmDriver> Svm<D> {
     fn shared(&self) -> &SvmShared<D> {
         // SAFETY: By the type invariants `shared` is alive while `self` is.
         unsafe { self.shared.as_ref() }
+    }
+
+    /// The shared state, with a lifetime independent of `self`'s borrow (for `split.rs`, which
+    /// mutates `self` while using it).
+    pub(crate) fn shared_state<'a>(&self) -> &'a SvmShared<D> {
+        // SAFETY: By the type invariants the shared state lives until `Svm::drop`, which cannot
+        // run while a method of `self` runs.
+        unsafe { &*self.shared.as_ptr() }
+    }
+
+    /// The candidate chunk sizes (empty in pages-only mode).
+    pub fn chunk_sizes(&self) -> &[u64] {
+        self.chunks.as_ref().map_or(&[], |c| c.as_slice())
+    }
+
+    /// Unlinks `range` from the GC queue.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the driver lock and the notifier lock.
+    pub(crate) unsafe fn gc_unlink_range(&self, range: &Range<D>) {
+        // SAFETY: Forwarded from the caller.
+        unsafe { self.shared().gc_unlink(range) };
+    }
+
+    /// One range became `pieces` ranges.
+    pub(crate) fn adjust_range_count(&mut self, pieces: usize) {
+        self.nranges = self.nranges.saturating_add(pieces).saturating_sub(1);
+    }
+
+    /// Frees a notifier that lost its last range.
+    ///
+    /// # Safety
+    ///
+    /// `notifier` is in this instance's tree and holds no range.
+    pub(crate) unsafe fn free_empty_notifier(&mut self, notifier: NonNull<Notifier<D>>) {
+        // SAFETY: Forwarded from the caller.
+        unsafe { self.free_notifier(notifier) };
     }
 
     /// The debug name.
@@ -310,6 +353,18 @@ impl<D: SvmDriver> Svm<D> {
     /// Number of notifiers.
     pub fn num_notifiers(&self) -> usize {
         self.notifiers.iter().count()
+    }
+
+    /// Chooses what a partial `Unmap` does to a range ([`Invalidation::unmap_range`]): split off
+    /// the surviving part (`true`), or upstream's destroy-the-whole-range (`false`, the
+    /// default).
+    pub fn set_range_split(&self, on: bool) {
+        self.shared().range_split.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether range splitting is on.
+    pub fn range_split(&self) -> bool {
+        self.shared().range_split()
     }
 
     /// Takes the notifier lock for reading (`drm_gpusvm_notifier_lock`): the proof commit
@@ -706,11 +761,8 @@ impl<D: SvmDriver> Svm<D> {
     /// Whether every pages object of `range` is valid (`drm_gpusvm_range_pages_valid`), and the
     /// range is neither unmapped nor removed.
     pub fn range_pages_valid(&self, nl: &impl NotifierLocked, range: &Range<D>) -> bool {
-        if !self.owns(nl)
-            || range
-                .flags()
-                .intersects(RangeFlags::UNMAPPED | RangeFlags::REMOVED)
-        {
+        let dead = RangeFlags::UNMAPPED | RangeFlags::REMOVED | RangeFlags::SPLIT_PENDING;
+        if !self.owns(nl) || range.flags().intersects(dead) {
             return false;
         }
         let mut all = true;
@@ -788,6 +840,10 @@ impl<D: SvmDriver> Svm<D> {
             .intersects(RangeFlags::UNMAPPED | RangeFlags::REMOVED)
         {
             return Err(code::EFAULT);
+        }
+        if range.flags().contains(RangeFlags::SPLIT_PENDING) {
+            // The garbage collector has not split it yet: retry after it ran.
+            return Err(code::EAGAIN);
         }
         // SAFETY: `&self` is the driver lock, so the range cannot be removed meanwhile.
         let notifier = unsafe { range.notifier() }.ok_or(code::EFAULT)?;

@@ -1168,3 +1168,184 @@ fn peer_pages_migrate_by_either_copier() {
     assert_eq!(w.peer.0.device_maps.load(Ordering::SeqCst), 0);
     device_accounting_is_zero(&w);
 }
+
+// -------------------------------------------------------------------------------- range split
+
+fn mapped_2m(w: &World, s: &mut Svm<MockDriver>) -> RangeRef<MockDriver> {
+    w.mm.mmap(BASE, BASE + 2 * M, RW_ANON);
+    let r = s.range_find_or_insert(BASE, gpuva(), &ctx()).unwrap();
+    s.range_get_pages(&r, pages0(&r), &ctx()).unwrap();
+    assert_eq!(w.dma_live(), 512);
+    r
+}
+
+#[test]
+fn partial_unmap_splits_and_survivors_stay_valid() {
+    let w = World::new(1);
+    let mut s = svm(&w);
+    s.set_range_split(true);
+    let r = mapped_2m(&w, &mut s);
+    // Unmap one page in the middle: only that page is zapped.
+    w.mm.munmap(BASE + M, BASE + M + 4096);
+    assert_eq!(w.stats.zapped_bytes.load(Ordering::SeqCst), 4096);
+    assert!(r.flags().contains(RangeFlags::SPLIT_PENDING));
+    assert!(!r.is_unmapped());
+    assert_eq!(w.dma_live(), 511, "only the unmapped page lost its mapping");
+    // Pending: commits are refused and faults retry.
+    assert!(!s.range_pages_valid(&s.notifier_lock(), &r));
+    assert_eq!(s.range_get_pages(&r, pages0(&r), &ctx()), Err(code::EAGAIN));
+    let pending = s.take_unmapped().unwrap();
+    assert!(RangeRef::ptr_eq(&pending, &r));
+    let pieces = s.split_range(&pending).unwrap();
+    assert!(r.is_removed());
+    assert_eq!(s.num_ranges(), pieces);
+    // The pieces tile the survivors exactly, chunk-aligned, and are valid without a refault.
+    let all = Span::new(0, u64::MAX).unwrap();
+    let spans: Vec<(u64, u64)> = s.ranges(all).map(|p| (p.start(), p.end())).collect();
+    let mut cursor = BASE;
+    for &(a, b) in &spans {
+        if cursor == BASE + M {
+            cursor += 4096;
+        }
+        assert_eq!(a, cursor, "pieces must tile the survivors");
+        assert_eq!(a % (b - a), 0, "pieces are aligned to their size");
+        cursor = b;
+    }
+    assert_eq!(cursor, BASE + 2 * M);
+    let hmm = w.mm.0.hmm_calls.load(Ordering::SeqCst);
+    {
+        let nl = s.notifier_lock();
+        for p in s.ranges(all) {
+            assert!(
+                s.range_pages_valid(&nl, p),
+                "piece {:#x} not valid",
+                p.start()
+            );
+        }
+    }
+    let pieces_refs: Vec<_> = s.ranges(all).map(|p| p.get()).collect();
+    for p in &pieces_refs {
+        s.range_get_pages(p, pages0(p), &ctx()).unwrap();
+    }
+    assert_eq!(w.mm.0.hmm_calls.load(Ordering::SeqCst), hmm, "no refault");
+    assert_eq!(w.dma_live(), 511);
+    // Unmapping the rest leaves nothing behind.
+    drop((r, pending, pieces_refs));
+    w.mm.munmap(BASE, BASE + 2 * M);
+    while let Some(r) = s.take_unmapped() {
+        s.range_remove(&r);
+    }
+    assert_eq!(s.num_ranges(), 0);
+    teardown(w, s);
+}
+
+#[test]
+fn split_keeps_device_pages_in_place() {
+    let w = World::new(1);
+    let mut s = svm(&w);
+    s.set_range_split(true);
+    w.mm.mmap(BASE, BASE + 64 * K, RW_ANON);
+    for p in 0..16 {
+        w.mm.cpu_write(BASE + p * 4096, 40 + p);
+    }
+    let c = Ctx {
+        device_private_owner: Some(w.pagemap.owner()),
+        ..ctx()
+    };
+    let r = s.range_find_or_insert(BASE, gpuva(), &c).unwrap();
+    let devmem = w.pagemap.alloc_devmem(16, false).unwrap();
+    migrate(&w, r.span(), devmem.clone(), &MigrateDetails::default()).unwrap();
+    s.range_get_pages(&r, pages0(&r), &c).unwrap();
+    let copies = w.pagemap.0.copies_to_ram.load(Ordering::SeqCst);
+    // Unmap the first quarter.
+    w.mm.munmap(BASE, BASE + 16 * K);
+    let pending = s.take_unmapped().unwrap();
+    assert_eq!(s.split_range(&pending).unwrap(), 12);
+    drop((r, pending));
+    // Nothing was evicted or copied; the 12 surviving device pages are mapped and valid.
+    assert_eq!(w.pagemap.0.copies_to_ram.load(Ordering::SeqCst), copies);
+    assert_eq!(w.phys.live_device_frames(), 12);
+    assert!(
+        !devmem.state().is_detached(),
+        "the pieces share the allocation"
+    );
+    assert_eq!(w.pagemap.0.device_maps.load(Ordering::SeqCst), 12);
+    {
+        let nl = s.notifier_lock();
+        let all = Span::new(0, u64::MAX).unwrap();
+        assert!(s.ranges(all).all(|p| s.range_pages_valid(&nl, p)));
+        assert!(s
+            .ranges(all)
+            .all(|p| pages0(p).flags().contains(PagesFlags::HAS_DEVMEM_PAGES)));
+    }
+    assert_eq!(w.mm.cpu_read(BASE + 20 * K), Some(45));
+    drop(s);
+    w.mm.munmap(BASE, BASE + 64 * K);
+    assert!(devmem.state().is_detached());
+    drop(devmem);
+    device_accounting_is_zero(&w);
+    assert_eq!(w.alloc.live(), 0);
+}
+
+#[test]
+fn split_failure_changes_nothing_and_upstream_mode_destroys() {
+    let w = World::new(1);
+    let mut s = svm(&w);
+    s.set_range_split(true);
+    let r = mapped_2m(&w, &mut s);
+    w.mm.munmap(BASE + 2 * M - 4096, BASE + 2 * M);
+    let pending = s.take_unmapped().unwrap();
+    w.alloc.fail_nth(3);
+    assert_eq!(s.split_range(&pending), Err(code::ENOMEM));
+    assert_eq!(s.num_ranges(), 1);
+    assert!(!r.is_removed());
+    // The fallback is upstream's: remove it.
+    s.range_remove(&pending);
+    drop((r, pending));
+    assert_eq!(w.dma_live(), 0);
+
+    // Upstream mode: a partial unmap destroys the whole range.
+    s.set_range_split(false);
+    let r = s.range_find_or_insert(BASE, gpuva(), &ctx()).unwrap();
+    assert_eq!(r.size(), 64 * K, "the 2M chunk no longer fits the VMA");
+    s.range_get_pages(&r, pages0(&r), &ctx()).unwrap();
+    let zapped = w.stats.zapped_bytes.load(Ordering::SeqCst);
+    w.mm.munmap(BASE, BASE + 4096);
+    assert!(r.is_unmapped() && r.flags().contains(RangeFlags::PARTIAL_UNMAP));
+    // Upstream mode unmaps the whole range, so the whole range is zapped.
+    assert_eq!(
+        w.stats.zapped_bytes.load(Ordering::SeqCst) - zapped,
+        64 * K as usize
+    );
+    assert_eq!(w.dma_live(), 0);
+    let dead = s.take_unmapped().unwrap();
+    assert_eq!(s.split_range(&dead), Err(code::EINVAL));
+    s.range_remove(&dead);
+    drop((r, dead));
+    teardown(w, s);
+}
+
+#[test]
+fn huge_entries_cut_by_a_split_refault() {
+    let w = World::new(1);
+    let mut s = svm(&w);
+    s.set_range_split(true);
+    w.mm.mmap(BASE, BASE + 2 * M, RW_ANON);
+    w.mm.populate_thp(BASE);
+    let r = s.range_find_or_insert(BASE, gpuva(), &ctx()).unwrap();
+    s.range_get_pages(&r, pages0(&r), &ctx()).unwrap();
+    assert_eq!(w.dma_live(), 1);
+    w.mm.munmap(BASE + M, BASE + 2 * M);
+    // The one order-9 entry overlapped the unmapped half: it is gone, and the GPU must drop the
+    // whole 2M it covered.
+    assert_eq!(w.dma_live(), 0);
+    assert_eq!(w.stats.zapped_bytes.load(Ordering::SeqCst), 2 * M as usize);
+    let pending = s.take_unmapped().unwrap();
+    assert_eq!(s.split_range(&pending).unwrap(), 16);
+    let nl = s.notifier_lock();
+    let all = Span::new(0, u64::MAX).unwrap();
+    assert!(s.ranges(all).all(|p| !s.range_pages_valid(&nl, p)));
+    drop(nl);
+    drop((r, pending));
+    teardown(w, s);
+}

@@ -64,7 +64,7 @@ impl SimConfig {
         if self.devices == 0 || self.devices > 8 {
             return Err(format!("devices={} must be 1..=8", self.devices));
         }
-        if self.vram % self.page != 0 {
+        if !self.vram.is_multiple_of(self.page) {
             return Err("vram must be a multiple of the page size".into());
         }
         if !self.notifier.is_power_of_two() || self.notifier < self.page {

@@ -87,6 +87,61 @@ pub struct Proc {
     pub regions: Mutex<BTreeMap<String, Region>>,
 }
 
+/// Where one page is, as a residency map shows it ([`Proc::page_residency`]).
+///
+/// Unlike [`Residency`], which summarizes a whole span, this describes a single page and tells
+/// an unmapped page from a mapped one that was never touched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PageResidency {
+    /// No VMA covers the page.
+    Unmapped,
+    /// Mapped, but never populated (no PTE).
+    Unpopulated,
+    /// In system memory.
+    Ram,
+    /// In the device memory of this device.
+    Vram(u32),
+}
+
+impl Proc {
+    /// Where each page of `[start, start + len)` is: one entry per page, from the page holding
+    /// `start` to the page holding the last byte. A page under migration counts where its data
+    /// is until the migration completes (its source frame).
+    ///
+    /// Reads the page tables under the page-table lock, once for the whole span, so sampling a
+    /// large buffer costs one pass over its populated pages.
+    pub fn page_residency(&self, start: u64, len: u64) -> Vec<PageResidency> {
+        let first = start / PAGE;
+        let end = start.saturating_add(len).div_ceil(PAGE);
+        let mut out = vec![PageResidency::Unmapped; end.saturating_sub(first) as usize];
+        let st = self.mm.st();
+        let (lo, hi) = (first * PAGE, end * PAGE);
+        let vmas = st
+            .vma(lo)
+            .into_iter()
+            .chain(st.vmas.range(lo..hi).map(|(_, v)| *v));
+        for v in vmas {
+            let (a, b) = (v.start.max(lo) / PAGE, v.end.min(hi) / PAGE);
+            for slot in out
+                .iter_mut()
+                .take((b - first) as usize)
+                .skip((a - first) as usize)
+            {
+                *slot = PageResidency::Unpopulated;
+            }
+        }
+        for (vpn, pte) in st.ptes.range(first..end) {
+            if let Some(slot) = out.get_mut((vpn - first) as usize) {
+                *slot = match device_of_pfn(pte.pfn()) {
+                    Some(d) => PageResidency::Vram(d),
+                    None => PageResidency::Ram,
+                };
+            }
+        }
+        out
+    }
+}
+
 /// What a GPU access does to one page.
 enum GpuOp<'a> {
     Read(&'a mut [u8]),
@@ -515,7 +570,7 @@ impl World {
     ///
     /// `EINVAL` for a misaligned address; the fault's error.
     pub fn gpu_atomic(&self, dev: u32, addr: u64, count: u64) -> OpResult {
-        if addr % 8 != 0 {
+        if !addr.is_multiple_of(8) {
             return Err(OpError::Errno(code::EINVAL));
         }
         let p = self.current()?;
@@ -688,6 +743,15 @@ impl World {
             (false, false, _) => Residency::None,
             _ => Residency::Mixed,
         })
+    }
+
+    /// [`Proc::page_residency`] of the current process: where each page of the span is.
+    ///
+    /// # Errors
+    ///
+    /// `Usage` if there is no current process.
+    pub fn page_residency(&self, start: u64, len: u64) -> OpResult<Vec<PageResidency>> {
+        Ok(self.current()?.page_residency(start, len))
     }
 
     /// Live SVM ranges of the current process.

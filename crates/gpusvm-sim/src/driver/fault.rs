@@ -307,6 +307,10 @@ fn write_ptes(
     let pt = pts.entry(pid).or_default();
     let mut vpn = start / PAGE;
     for e in entries {
+        if e.is_hole() {
+            vpn += 1u64 << e.order();
+            continue;
+        }
         let atomic = e.proto() != gpusvm_core::Protocol::SYSTEM;
         for k in 0..(1u64 << e.order()) {
             if let Ok(sub) = DmaEntry::encode(e.addr() + k * PAGE, e.proto(), 0, e.dir()) {

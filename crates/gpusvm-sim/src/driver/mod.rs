@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use gpusvm_core::{
-    code, Invalidation, MmuEvent, RangeFlags, Result, Span, Svm, SvmConfig, SvmDriver, SvmPages,
+    code, Invalidation, RangeFlags, Result, Span, Svm, SvmConfig, SvmDriver, SvmPages,
 };
 
 use crate::alloc::SimAlloc;
@@ -83,19 +83,30 @@ impl SvmDriver for SimDriver {
         }
     }
 
+    fn split_data(&self, old: &SimRangeData, piece: Span) -> Result<SimRangeData> {
+        let new = self.range_data(piece)?;
+        // A piece keeps its GPU PTEs, so it keeps their permissions too.
+        for (n, o) in new.read_only.iter().zip(old.read_only.iter()) {
+            n.store(o.load(Ordering::SeqCst), Ordering::SeqCst);
+        }
+        Ok(new)
+    }
+
     fn invalidate(&self, inv: &Invalidation<'_, Self>) -> bool {
-        let span = inv.span().unwrap_or(inv.notifier().span());
+        // First the GPU loses access (Xe: zap PTEs, invalidate TLBs), then the DMA mappings go.
         let mut tlb = 0;
         for d in self.shared.devices() {
-            if zap(&d.pts, self.pid, span) {
+            let mut zapped = false;
+            for r in inv.ranges() {
+                zapped |= zap(&d.pts, self.pid, inv.zap_span(r));
+            }
+            if zapped {
                 tlb += 1;
             }
         }
         for r in inv.ranges() {
-            inv.unmap_range_pages(r);
-            if inv.event() == MmuEvent::Unmap {
-                inv.set_unmapped(r);
-            }
+            // For `Unmap`: marks the range unmapped, or (split mode, partial) pending a split.
+            inv.unmap_range(r);
         }
         self.shared.stat(self.pid, |s| {
             s.invalidations += 1;
@@ -166,6 +177,7 @@ impl GpuVm {
             shared.alloc.clone(),
             shared.clock.clone(),
         )?;
+        svm.set_range_split(cfg.range_split);
         Ok(Arc::new(GpuVm {
             pid,
             mm,
@@ -260,11 +272,17 @@ impl GpuVm {
     }
 }
 
-/// The garbage collector (Xe's `xe_svm_garbage_collector`): removes every range an `Unmap`
-/// hit, evicting the device pages of partially unmapped ones first.
+/// The garbage collector (Xe's `xe_svm_garbage_collector`): splits ranges a partial `Unmap`
+/// hit (split mode), and removes the others an `Unmap` hit, evicting the device pages of
+/// partially unmapped ones first (upstream mode, or when a split cannot be done).
 pub fn garbage_collect(svm: &mut Svm<SimDriver>, _cfg: &SimConfig) {
     while let Some(r) = svm.take_unmapped() {
-        if r.flags().contains(RangeFlags::PARTIAL_UNMAP) {
+        if r.flags().contains(RangeFlags::SPLIT_PENDING) && svm.split_range(&r).is_ok() {
+            continue;
+        }
+        if r.flags()
+            .intersects(RangeFlags::PARTIAL_UNMAP | RangeFlags::SPLIT_PENDING)
+        {
             // Best effort: the unmapped part fails to fault, the rest comes back to RAM.
             let _ = svm.range_evict(&r);
         }

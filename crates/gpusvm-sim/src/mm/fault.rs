@@ -84,16 +84,13 @@ impl ProcMm {
                     .or_insert_with(|| frames.alloc_system())
             };
             let mut st = self.st();
-            if !st.ptes.contains_key(&vpn) {
+            if let std::collections::btree_map::Entry::Vacant(e) = st.ptes.entry(vpn) {
                 frames.map(pfn, self.pid, vpn);
-                st.ptes.insert(
-                    vpn,
-                    Pte::Present {
-                        pfn,
-                        write: v.prot.writable(),
-                        order: 0,
-                    },
-                );
+                e.insert(Pte::Present {
+                    pfn,
+                    write: v.prot.writable(),
+                    order: 0,
+                });
             }
             return;
         }
@@ -132,16 +129,13 @@ impl ProcMm {
         }
         let pfn = frames.alloc_system();
         let mut st = self.st();
-        if !st.ptes.contains_key(&vpn) {
+        if let std::collections::btree_map::Entry::Vacant(e) = st.ptes.entry(vpn) {
             frames.map(pfn, self.pid, vpn);
-            st.ptes.insert(
-                vpn,
-                Pte::Present {
-                    pfn,
-                    write: v.prot.writable(),
-                    order: 0,
-                },
-            );
+            e.insert(Pte::Present {
+                pfn,
+                write: v.prot.writable(),
+                order: 0,
+            });
         }
         let freed = frames.put(pfn);
         debug_assert!(freed.is_none());

@@ -246,7 +246,9 @@ impl ProcMm {
                     let write = self.vma(addr).is_some_and(|v| v.prot.writable());
                     let device = matches!(frames.kind(new), Some(FrameKind::Device { .. }));
                     let mut st = self.st();
-                    if !st.ptes.contains_key(&(addr / PAGE)) {
+                    if let std::collections::btree_map::Entry::Vacant(slot) =
+                        st.ptes.entry(addr / PAGE)
+                    {
                         let pte = if device {
                             Pte::Device { pfn: new, write }
                         } else {
@@ -256,7 +258,7 @@ impl ProcMm {
                                 order: 0,
                             }
                         };
-                        st.ptes.insert(addr / PAGE, pte);
+                        slot.insert(pte);
                         frames.map(new, self.pid, addr / PAGE);
                         let e = moved.entry(self.pid).or_default();
                         if device {

@@ -408,7 +408,7 @@ impl ProcMm {
     }
 
     fn check_span(start: u64, len: u64) -> MmResult<u64> {
-        if start % PAGE != 0 || len == 0 {
+        if !start.is_multiple_of(PAGE) || len == 0 {
             return Err(code::EINVAL);
         }
         let end = start
@@ -646,7 +646,7 @@ impl ProcMm {
             };
             let fresh = self.shared.new_object();
             let objs = Self::cut_vmas(&mut st, old, old_end, |piece| {
-                dontunmap.then(|| Vma {
+                dontunmap.then_some(Vma {
                     obj: fresh,
                     pgoff: 0,
                     ..*piece
