@@ -139,7 +139,7 @@ mod sync;
 #[allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #[allow(clippy::indexing_slicing, clippy::undocumented_unsafe_blocks)]
 pub mod mock;
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests;
 
 pub use addr::{PageShift, Span};
