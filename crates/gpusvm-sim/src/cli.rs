@@ -15,6 +15,7 @@ usage:
   gpusvm-sim run FILE... [--json]    run scenario files (.svm); exit 0 only if all pass
       [--inject-nth N]               fail the N-th fallible backend call
       [--sweep]                      fault-injection sweep: fail call N for every N
+                                     (with --inject-nth N: just that run, as the sweep does it)
   gpusvm-sim workload NAME [options] run a synthetic workload (see `gpusvm-sim workload --help`)
   gpusvm-sim --help";
 
@@ -91,7 +92,14 @@ fn run_files(args: &[String]) -> ExitCode {
                 continue;
             }
         };
-        if sweep {
+        if sweep && opts.inject_nth.is_some() {
+            // Reproduce one run of a sweep.
+            let one = RunOptions {
+                sweep: true,
+                ..opts.clone()
+            };
+            results.push(run_scenario(f, &sc, &one));
+        } else if sweep {
             results.push(crate::sweep::sweep_scenario(f, &sc));
         } else {
             results.push(run_scenario(f, &sc, &opts));

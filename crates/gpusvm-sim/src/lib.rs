@@ -33,6 +33,7 @@ pub mod scenario;
 pub mod sched;
 pub mod shared;
 pub mod stats;
+pub mod svg;
 pub mod sweep;
 pub mod workload;
 pub mod world;

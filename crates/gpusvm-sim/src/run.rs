@@ -162,6 +162,11 @@ pub fn run_scenario(file: &str, sc: &Scenario, opts: &RunOptions) -> ScenarioRes
             .failures
             .push(format!("{file}: leak at end of run: {leak}"));
     }
+    if let Some((n, site)) = world.shared.inject.injected().first() {
+        for f in &mut result.failures {
+            *f = format!("[injected: call {n} ({}) failed] {f}", site.name());
+        }
+    }
     result.passed = result.failures.is_empty();
     result.elapsed = t0.elapsed();
     result
@@ -184,7 +189,8 @@ fn judge(s: &Stmt, done: Done, opts: &RunOptions, tolerated: &mut usize) -> Opti
                 Err(OpError::Segv) => s.outcome.allows_segv(),
                 Err(OpError::Corruption(m)) => return Some(format!("`{s}`: {m}")),
                 Err(OpError::Usage(m)) => return Some(format!("`{s}`: {m}")),
-                Err(OpError::Sigbus(_)) => false,
+                Err(OpError::Mismatch(m)) if !opts.sweep => return Some(format!("`{s}`: {m}")),
+                Err(OpError::Mismatch(_)) | Err(OpError::Sigbus(_)) => false,
             };
             if allowed {
                 return None;
@@ -420,7 +426,7 @@ fn check_expect(expect: Option<&ast::Pattern>, addr: u64, data: &[u8]) -> Result
     match expect {
         None => Ok(()),
         Some(p) => check_bytes(p, addr, data)
-            .map_err(|m| OpError::Usage(format!("read does not match expect=: {m}"))),
+            .map_err(|m| OpError::Mismatch(format!("read does not match expect=: {m}"))),
     }
 }
 

@@ -38,6 +38,8 @@ pub enum OpError {
     Corruption(String),
     /// The operation refers to something that does not exist (a scenario mistake).
     Usage(String),
+    /// A read succeeded and matched memory, but not the value the scenario's `expect=` names.
+    Mismatch(String),
 }
 
 impl From<Error> for OpError {
@@ -57,6 +59,7 @@ impl fmt::Display for OpError {
             OpError::Sigbus(e) => write!(f, "SIGBUS ({e})"),
             OpError::Corruption(m) => write!(f, "data corruption: {m}"),
             OpError::Usage(m) => f.write_str(m),
+            OpError::Mismatch(m) => f.write_str(m),
         }
     }
 }
@@ -301,15 +304,31 @@ impl World {
         Ok(start)
     }
 
-    /// Forgets the shadow of the private pages of `[start, end)` (their contents are gone).
-    fn drop_private_shadow(&self, p: &Proc, start: u64, end: u64) {
-        let mut sh = lock(&self.shadow);
-        for v in p.mm.vmas() {
-            if v.kind.private() && v.start < end && start < v.end {
+    /// The private pages of `[start, end)`, rounded out to whole pages as the mm rounds spans,
+    /// as `(object, first page, pages)`: the shadow to forget once an operation discarding them
+    /// has succeeded ([`World::drop_shadow`]). Collected before the operation, since it may
+    /// remove the VMAs.
+    fn private_pages(p: &Proc, start: u64, end: u64) -> Vec<(u64, u64, u64)> {
+        let start = start - start % PAGE;
+        let end = end.checked_next_multiple_of(PAGE).unwrap_or(u64::MAX);
+        p.mm.vmas()
+            .into_iter()
+            .filter(|v| v.kind.private() && v.start < end && start < v.end)
+            .map(|v| {
                 let s = v.start.max(start);
                 let e = v.end.min(end);
-                sh.drop_pages(v.obj, v.obj_page(s), (e - s) / PAGE);
-            }
+                (v.obj, v.obj_page(s), (e - s).div_ceil(PAGE))
+            })
+            .collect()
+    }
+
+    /// Forgets the shadow of `pages` (from [`World::private_pages`]): their contents are gone.
+    /// Only after the operation succeeded: a failed `munmap`, `madvise` or `mremap` (an
+    /// unaligned span, say) leaves the memory as it was, and so must leave the shadow.
+    fn drop_shadow(&self, pages: &[(u64, u64, u64)]) {
+        let mut sh = lock(&self.shadow);
+        for &(obj, first, n) in pages {
+            sh.drop_pages(obj, first, n);
         }
     }
 
@@ -321,8 +340,9 @@ impl World {
     pub fn munmap(&self, start: u64, len: u64) -> OpResult {
         let p = self.current()?;
         let end = start.saturating_add(len);
-        self.drop_private_shadow(&p, start, end);
+        let gone = Self::private_pages(&p, start, end);
         p.mm.munmap(start, len)?;
+        self.drop_shadow(&gone);
         lock(&p.vm.attrs).clear(start, end);
         Ok(())
     }
@@ -343,8 +363,10 @@ impl World {
     /// The mm's error.
     pub fn madvise_dontneed(&self, start: u64, len: u64) -> OpResult {
         let p = self.current()?;
-        self.drop_private_shadow(&p, start, start.saturating_add(len));
-        Ok(p.mm.madvise_dontneed(start, len)?)
+        let gone = Self::private_pages(&p, start, start.saturating_add(len));
+        p.mm.madvise_dontneed(start, len)?;
+        self.drop_shadow(&gone);
+        Ok(())
     }
 
     /// `mremap NAME new=NAME2 [size=] [dontunmap]`.
@@ -362,11 +384,15 @@ impl World {
         let p = self.current()?;
         let r = self.region(name)?;
         let new_len = size.unwrap_or(r.len);
-        if new_len < r.len {
-            // The tail that does not move is unmapped.
-            self.drop_private_shadow(&p, r.start + new_len, r.start + r.len);
-        }
+        // The tail that does not move (from the first page past the new length) is unmapped.
+        let kept = new_len.checked_next_multiple_of(PAGE).unwrap_or(u64::MAX);
+        let gone = if kept < r.len {
+            Self::private_pages(&p, r.start + kept, r.start + r.len)
+        } else {
+            Vec::new()
+        };
         let new = p.mm.mremap(r.start, r.len, new_len, dontunmap)?;
+        self.drop_shadow(&gone);
         let mut regions = lock(&p.regions);
         regions.insert(
             new_name.to_string(),
@@ -463,6 +489,9 @@ impl World {
         };
         let mut expected = vec![0u8; found.len()];
         lock(&self.shadow).read(obj, idx, (addr % PAGE) as usize, &mut expected);
+        if found == expected.as_slice() {
+            return Ok(());
+        }
         match first_difference(found, &expected) {
             None => Ok(()),
             Some((i, e, f)) => Err(OpError::Corruption(format!(

@@ -285,13 +285,15 @@ impl ProcMm {
         self.shared.inject.check(Site::MigrateSetup)?;
         for s in src.iter_mut() {
             let Some(pfn) = s.pfn() else { continue };
-            *s = MigratePfn(s.0 & !MigratePfn::MIGRATE);
+            // Like the kernel: an entry that is not collected is cleared, so `finalize` knows
+            // that every entry with a frame holds a collection reference.
+            *s = MigratePfn(0);
             if !matches!(self.shared.frames.kind(pfn), Some(FrameKind::Device { .. })) {
                 continue;
             }
             self.shared.frames.get(pfn);
             if self.collect_mappings(pfn, None) {
-                *s = MigratePfn(s.0 | MigratePfn::MIGRATE);
+                *s = MigratePfn(MigratePfn::from_pfn(pfn).0 | MigratePfn::MIGRATE);
             } else {
                 let freed = self.shared.frames.put(pfn);
                 self.release(freed);
@@ -315,8 +317,10 @@ impl ProcMm {
         let mut freed = Vec::new();
         let mut moved = Moved::new();
         for (s, d) in src.iter().zip(dst.iter()) {
-            if let Some(old) = s.pfn().filter(|_| s.is_migrating()) {
-                match d.pfn() {
+            // Every entry with a frame was collected: move it if it migrates, else restore it;
+            // either way drop the collection reference.
+            if let Some(old) = s.pfn() {
+                match d.pfn().filter(|_| s.is_migrating()) {
                     Some(new) => self.move_mappings(old, new, &mut freed, &mut moved),
                     None => self.restore_mappings(old),
                 }
