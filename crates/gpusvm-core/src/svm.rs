@@ -876,6 +876,23 @@ impl<D: SvmDriver> Svm<D> {
         drop(array);
     }
 
+    /// Whether `range` still lies inside one VMA. After an `mprotect` or `mremap` split the VMA
+    /// under a range, a fault on one part can fail because of another part (a write fault on a
+    /// writable page with a read-only page elsewhere in the range gets `EPERM` from HMM);
+    /// upstream then loops. A driver that sees `EPERM` or `EFAULT` from `get_pages` checks this,
+    /// removes a range that no longer fits, and refaults, which creates a range that fits.
+    pub fn range_within_vma(&self, range: &Range<D>) -> bool {
+        let Some(mm) = self.mm() else {
+            return false;
+        };
+        let Some(user) = MmUser::get(mm) else {
+            return false;
+        };
+        let lock = user.read_lock();
+        mm.vma_lookup(&lock, range.start())
+            .is_some_and(|v| v.start <= range.start() && range.end() <= v.end)
+    }
+
     /// `drm_gpusvm_range_evict`: faults every page of `range` to system memory (a read fault with
     /// no device-private owner, so HMM migrates device pages back). The resulting invalidations
     /// do the unmapping.

@@ -228,6 +228,13 @@ fn service(
                 last = e;
                 continue;
             }
+            Err(e) if (e == code::EFAULT || e == code::EPERM) && !svm.range_within_vma(&range) => {
+                // The VMA under the range changed shape (mprotect, mremap): the fault may have
+                // failed on another part of it. Drop the range; the retry creates one that fits.
+                svm.range_remove(&range);
+                last = e;
+                continue;
+            }
             Err(e) if e == code::EFAULT && atomic => {
                 migrate_attempts += 1;
                 if migrate_attempts >= ATOMIC_MIGRATE_ATTEMPTS {

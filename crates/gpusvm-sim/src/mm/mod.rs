@@ -500,6 +500,31 @@ impl ProcMm {
         removed
     }
 
+    /// Merges the VMAs on both sides of `at` when they continue each other (same protection,
+    /// kind and object, contiguous object pages), as the kernel's `vma_merge` does.
+    fn merge_at(st: &mut MmState, at: u64) {
+        let Some(left) = st.vma(at.saturating_sub(1)).filter(|v| v.end == at) else {
+            return;
+        };
+        let Some(right) = st.vmas.get(&at).copied() else {
+            return;
+        };
+        let continues = left.prot == right.prot
+            && left.kind == right.kind
+            && left.obj == right.obj
+            && left.obj_page(at) == right.pgoff;
+        if continues {
+            st.vmas.remove(&at);
+            st.vmas.insert(
+                left.start,
+                Vma {
+                    end: right.end,
+                    ..left
+                },
+            );
+        }
+    }
+
     /// Frees the pages of shared objects that no VMA of any process maps any more.
     fn drop_objects(&self, candidates: Vec<u64>) {
         if candidates.is_empty() {
@@ -544,6 +569,8 @@ impl ProcMm {
             let mut st = self.st();
             let removed = Self::cut_vmas(&mut st, start, end, |v| Some(Vma { prot, ..*v }));
             debug_assert!(removed.is_empty());
+            Self::merge_at(&mut st, start);
+            Self::merge_at(&mut st, end);
             if !prot.writable() {
                 for (_, pte) in st.ptes.range_mut(start / PAGE..end / PAGE) {
                     match pte {
