@@ -182,7 +182,10 @@ mod tests {
         ] {
             let x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (addr & !7);
             let shift = 8 * (addr & 7);
-            assert_eq!(seed_byte(seed, addr), ((splitmix64(x) >> shift) & 0xFF) as u8);
+            assert_eq!(
+                seed_byte(seed, addr),
+                ((splitmix64(x) >> shift) & 0xFF) as u8
+            );
         }
     }
 
