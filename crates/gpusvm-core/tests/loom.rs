@@ -40,7 +40,14 @@ fn small_svm(w: &World) -> Svm<MockDriver> {
         chunk_sizes: &[8 * PAGE, PAGE],
         page_shift: 12,
     };
-    Svm::new(cfg, w.driver(), Some(w.mm.clone()), w.alloc.clone(), w.clock.clone()).unwrap()
+    Svm::new(
+        cfg,
+        w.driver(),
+        Some(w.mm.clone()),
+        w.alloc.clone(),
+        w.clock.clone(),
+    )
+    .unwrap()
 }
 
 fn gpuva() -> Span {
@@ -59,7 +66,9 @@ fn commit_never_uses_torn_down_pages() {
         let mut svm = small_svm(&w);
         let ctx = Ctx::default();
         let r = svm.range_find_or_insert(BASE, gpuva(), &ctx).unwrap();
-        let _keep = svm.range_find_or_insert(BASE + 8 * PAGE, gpuva(), &ctx).unwrap();
+        let _keep = svm
+            .range_find_or_insert(BASE + 8 * PAGE, gpuva(), &ctx)
+            .unwrap();
         let svm = Arc::new(svm);
         let dma = w.devs[0].clone();
         let (s2, r2) = (svm.clone(), r.clone());
@@ -158,7 +167,9 @@ fn removal_racing_unmap_loses_nothing() {
         let mut svm = small_svm(&w);
         let ctx = Ctx::default();
         let r = svm.range_find_or_insert(BASE, gpuva(), &ctx).unwrap();
-        let keep = svm.range_find_or_insert(BASE + 8 * PAGE, gpuva(), &ctx).unwrap();
+        let keep = svm
+            .range_find_or_insert(BASE + 8 * PAGE, gpuva(), &ctx)
+            .unwrap();
         svm.range_get_pages(&r, &r.data().pages[0], &ctx).unwrap();
         let mm = w.mm.clone();
         let unmapper = thread::spawn(move || {
@@ -200,7 +211,8 @@ fn sequence_protocol_detects_collisions() {
         let invalidator = thread::spawn(move || {
             let cur = m2.fetch_add(1, Ordering::SeqCst) + 1; // start: odd
             l2.write_lock();
-            s2.store(cur, Ordering::SeqCst); // set_seq under the user lock
+            // set_seq under the user lock.
+            s2.store(cur, Ordering::SeqCst);
             // SAFETY: Taken just above.
             unsafe { l2.write_unlock() };
             d2.store(1, Ordering::SeqCst); // the page-table change
@@ -220,7 +232,11 @@ fn sequence_protocol_detects_collisions() {
         let retry = sub_seq.load(Ordering::SeqCst) != seq;
         if !retry {
             // Committing: the data seen must be the current data.
-            assert_eq!(seen, data.load(Ordering::SeqCst), "used stale data without retry");
+            assert_eq!(
+                seen,
+                data.load(Ordering::SeqCst),
+                "used stale data without retry"
+            );
         }
         // SAFETY: Taken just above.
         unsafe { lock.read_unlock() };
@@ -260,7 +276,74 @@ fn last_page_free_vs_cpu_fault_migration() {
         w.mm.munmap(BASE, BASE + PAGE);
         assert!(handle.state().is_detached());
         drop(handle);
-        assert_eq!(w.pagemap.0.live_allocs.load(std::sync::atomic::Ordering::SeqCst), 0);
+        assert_eq!(
+            w.pagemap
+                .0
+                .live_allocs
+                .load(std::sync::atomic::Ordering::SeqCst),
+            0
+        );
         assert_eq!(w.phys.live_device_frames(), 0);
+    });
+}
+
+/// Model 6 — range splitting racing a fault (issue 7): a GPU fault commits while a partial
+/// `Unmap` in split mode holes part of the range. The commit never writes a hole or a
+/// torn-down mapping into the GPU page table (it either commits before the invalidation, or sees
+/// the range pending a split and retries); after the garbage collector splits the range, the
+/// surviving pieces are valid without a refault and map only live pages.
+#[test]
+fn split_racing_a_fault_never_maps_freed_pages() {
+    loom::model(|| {
+        let w = World::new(1);
+        w.mm.mmap(BASE, BASE + 16 * PAGE, rw());
+        let mut svm = small_svm(&w);
+        svm.set_range_split(true);
+        let ctx = Ctx::default();
+        let r = svm.range_find_or_insert(BASE, gpuva(), &ctx).unwrap();
+        let _keep = svm
+            .range_find_or_insert(BASE + 8 * PAGE, gpuva(), &ctx)
+            .unwrap();
+        svm.range_get_pages(&r, &r.data().pages[0], &ctx).unwrap();
+        let svm = Arc::new(svm);
+        let dma = w.devs[0].clone();
+        let (s2, r2) = (svm.clone(), r.clone());
+        let fault = thread::spawn(move || {
+            let pages = &r2.data().pages[0];
+            let got = s2.range_get_pages(&r2, pages, &ctx);
+            let nl = s2.notifier_lock();
+            if got.is_ok() && s2.range_pages_valid(&nl, &r2) {
+                s2.pages_entries(&nl, pages, |entries| {
+                    for e in entries {
+                        assert!(!e.is_hole(), "committing a hole");
+                        assert!(dma.pfn_of(e.addr()).is_some(), "committing a freed page");
+                    }
+                });
+            }
+        });
+        // Unmap the last two pages of the range.
+        w.mm.munmap(BASE + 6 * PAGE, BASE + 8 * PAGE);
+        fault.join().unwrap();
+        let mut svm = Arc::try_unwrap(svm).ok().expect("the fault thread is done");
+        while let Some(pending) = svm.take_unmapped() {
+            svm.split_range(&pending).unwrap();
+        }
+        let nl = svm.notifier_lock();
+        let all = Span::new(0, 1 << 40).unwrap();
+        let mut live = 0;
+        for piece in svm.ranges(all) {
+            if piece.end() <= BASE + 8 * PAGE {
+                assert!(
+                    svm.range_pages_valid(&nl, piece),
+                    "a survivor must stay valid"
+                );
+                live += piece.size() / PAGE;
+            }
+        }
+        assert_eq!(live, 6);
+        drop(nl);
+        assert_eq!(w.dma_live(), 6);
+        drop((r, svm));
+        assert_eq!(w.dma_live(), 0);
     });
 }
