@@ -14,6 +14,9 @@ usage:
   gpusvm-sim                         run a short demo and print its report
   gpusvm-sim run FILE... [--json]    run scenario files (.svm); exit 0 only if all pass
       [--inject-nth N]               fail the N-th fallible backend call
+      [--inject-probability P [--seed S]]
+                                     fail each backend call with probability P (seeded);
+                                     outcomes may change, integrity and leaks must hold
       [--sweep]                      fault-injection sweep: fail call N for every N
                                      (with --inject-nth N: just that run, as the sweep does it)
   gpusvm-sim workload NAME [options] run a synthetic workload (see `gpusvm-sim workload --help`)
@@ -46,6 +49,31 @@ fn run_files(args: &[String]) -> ExitCode {
         match a.as_str() {
             "--json" => json = true,
             "--sweep" => sweep = true,
+            "--inject-probability" => {
+                let p = it.next().and_then(|v| v.parse::<f64>().ok());
+                match p.filter(|p| (0.0..=1.0).contains(p)) {
+                    Some(p) => {
+                        let seed = opts.inject_probability.map_or(1, |(_, s)| s);
+                        opts.inject_probability = Some((p, seed));
+                        // Failures change outcomes: judge like a sweep.
+                        opts.sweep = true;
+                    }
+                    None => {
+                        eprintln!("gpusvm-sim run: --inject-probability needs a number in 0..=1");
+                        return ExitCode::from(2);
+                    }
+                }
+            }
+            "--seed" => match it.next().and_then(|v| v.parse::<u64>().ok()) {
+                Some(seed) => {
+                    let p = opts.inject_probability.map_or(0.0, |(p, _)| p);
+                    opts.inject_probability = Some((p, seed));
+                }
+                None => {
+                    eprintln!("gpusvm-sim run: --seed needs a number");
+                    return ExitCode::from(2);
+                }
+            },
             "--inject-nth" => match it.next().and_then(|v| v.parse::<u64>().ok()) {
                 Some(n) => opts.inject_nth = Some(n),
                 None => {

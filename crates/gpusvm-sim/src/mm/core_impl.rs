@@ -96,7 +96,13 @@ unsafe impl Mm for SimMm {
                 if write && !v.prot.writable() {
                     return Err(code::EPERM);
                 }
+                let exclusive = mm.st().exclusive.contains(&(addr / PAGE));
                 let need_fault = match mm.pte(addr) {
+                    // A device-exclusive entry is restored by a fault; a snapshot sees nothing.
+                    Some(Pte::Present { .. }) if exclusive => {
+                        *slot = HmmPfn(0);
+                        fault
+                    }
                     Some(Pte::Present {
                         pfn,
                         write: w,

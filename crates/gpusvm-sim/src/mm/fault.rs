@@ -53,6 +53,10 @@ impl ProcMm {
         if !v.prot.readable() || (write && !v.prot.writable()) {
             return Err(CpuFault::Segv);
         }
+        if self.st().exclusive.contains(&(addr / PAGE)) {
+            self.restore_exclusive(addr);
+            return Ok(());
+        }
         match self.pte(addr) {
             None => {
                 self.fault_new_page(&v, addr);
@@ -240,8 +244,9 @@ impl ProcMm {
                     if !v.prot.readable() || (write && !v.prot.writable()) {
                         return Err(CpuFault::Segv);
                     }
+                    let exclusive = st.exclusive.contains(&(a / PAGE));
                     if let Some(Pte::Present { pfn, write: w, .. }) = st.ptes.get(&(a / PAGE)) {
-                        if !write || *w {
+                        if (!write || *w) && !exclusive {
                             let frames = &self.shared.frames;
                             ok = match &mut buf {
                                 Buf::Read(b) => frames.read(*pfn, off, &mut b[range.clone()]),

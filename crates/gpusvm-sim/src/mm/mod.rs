@@ -185,6 +185,9 @@ pub struct MmState {
     pub vmas: BTreeMap<u64, Vma>,
     /// PTEs by virtual page.
     pub ptes: BTreeMap<Vpn, Pte>,
+    /// Pages whose present PTE is a device-exclusive entry (`make_device_exclusive`): a CPU
+    /// access first restores the normal mapping, with a `Clear` invalidation.
+    pub exclusive: std::collections::BTreeSet<Vpn>,
 }
 
 impl MmState {
@@ -305,6 +308,10 @@ impl ProcMm {
 
     /// Removes the PTEs of `[start_vpn, end_vpn)`, unmapping their frames.
     fn zap(&self, st: &mut MmState, start_vpn: Vpn, end_vpn: Vpn) -> Vec<Freed> {
+        let excl: Vec<Vpn> = st.exclusive.range(start_vpn..end_vpn).copied().collect();
+        for v in excl {
+            st.exclusive.remove(&v);
+        }
         let keys: Vec<Vpn> = st.ptes.range(start_vpn..end_vpn).map(|(k, _)| *k).collect();
         let mut freed = Vec::new();
         for vpn in keys {
@@ -749,6 +756,56 @@ impl ProcMm {
         (child, objects)
     }
 
+    /// `make_device_exclusive`: the present pages of `[start, end)` become device-exclusive for
+    /// `owner` (an `Exclusive` invalidation, which the owner may recognise as its own). Returns
+    /// the number of pages converted.
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` for a bad span.
+    pub fn make_device_exclusive(
+        &self,
+        start: u64,
+        len: u64,
+        owner: Option<gpusvm_core::Owner>,
+    ) -> MmResult<u64> {
+        let end = Self::check_span(start, len)?;
+        let _r = self.mmap_lock.read();
+        let inv = self.invalidate_start(start, end, MmuEvent::Exclusive, owner, true);
+        let n = {
+            let mut st = self.st();
+            let present: Vec<Vpn> = st
+                .ptes
+                .range(start / PAGE..end / PAGE)
+                .filter(|(_, p)| matches!(p, Pte::Present { .. }))
+                .map(|(k, _)| *k)
+                .collect();
+            let n = present.len() as u64;
+            st.exclusive.extend(present);
+            n
+        };
+        drop(inv);
+        Ok(n)
+    }
+
+    /// Restores a device-exclusive page on CPU access (`restore_exclusive_pte`): a `Clear`
+    /// invalidation tells the exclusive owner it lost the page.
+    pub(crate) fn restore_exclusive(&self, addr: u64) {
+        let vpn = addr / PAGE;
+        if !self.st().exclusive.contains(&vpn) {
+            return;
+        }
+        let inv = self.invalidate_start(
+            addr - addr % PAGE,
+            addr - addr % PAGE + PAGE,
+            MmuEvent::Clear,
+            None,
+            true,
+        );
+        self.st().exclusive.remove(&vpn);
+        drop(inv);
+    }
+
     /// Process exit: the mm stops accepting users, every notifier sees a `Release`
     /// invalidation, then every mapping goes. Waits for outstanding user references first.
     pub fn exit(&self) {
@@ -770,5 +827,46 @@ impl ProcMm {
         };
         self.release(freed);
         self.drop_objects(objs);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::SimConfig;
+    use crate::mm::{MapKind, Prot};
+    use crate::world::World;
+
+    #[test]
+    fn device_exclusive_entries_fire_exclusive_and_restore_with_clear() {
+        let w = World::new(SimConfig::default()).unwrap();
+        let a = w
+            .mmap("A", 64 * 1024, None, None, Prot::Rw, MapKind::Anon)
+            .unwrap();
+        w.cpu_write(a, &vec![7u8; 64 * 1024]).unwrap();
+        // Keep the pages in system memory (exclusive entries replace present system pages).
+        w.advise(a, 64 * 1024, Some(crate::driver::Preferred::Ram), None)
+            .unwrap();
+        let mut buf = vec![0u8; 4096];
+        w.gpu_read(0, a, &mut buf).unwrap();
+        let p = w.current().unwrap();
+        let before = w.shared.stats(p.pid);
+        let n =
+            p.mm.make_device_exclusive(a, 8192, Some(gpusvm_core::Owner(0x777)))
+                .unwrap();
+        assert_eq!(n, 2);
+        let after = w.shared.stats(p.pid);
+        // The GPU VM saw the Exclusive invalidation and dropped its mapping.
+        assert_eq!(after.invalidations, before.invalidations + 1);
+        assert_eq!(after.tlb_invalidations, before.tlb_invalidations + 1);
+        // A CPU access restores the page (a Clear invalidation) and sees the data.
+        w.cpu_read(a, &mut buf).unwrap();
+        assert!(buf.iter().all(|b| *b == 7));
+        assert_eq!(w.shared.stats(p.pid).invalidations, after.invalidations + 1);
+        assert!(!p.mm.st().exclusive.contains(&(a / super::PAGE)));
+        // The GPU faults the second page back in through HMM, which restores it too.
+        w.gpu_read(0, a + 4096, &mut buf).unwrap();
+        assert!(buf.iter().all(|b| *b == 7));
+        assert!(p.mm.st().exclusive.is_empty());
+        assert!(w.teardown().is_empty());
     }
 }
