@@ -162,9 +162,15 @@ pub fn run_scenario(file: &str, sc: &Scenario, opts: &RunOptions) -> ScenarioRes
             .failures
             .push(format!("{file}: leak at end of run: {leak}"));
     }
-    if let Some((n, site)) = world.shared.inject.injected().first() {
+    let injected = world.shared.inject.injected();
+    if !injected.is_empty() && !result.failures.is_empty() {
+        let list: Vec<String> = injected
+            .iter()
+            .map(|(n, site)| format!("{n} ({})", site.name()))
+            .collect();
+        let what = format!("[injected failures: calls {}]", list.join(", "));
         for f in &mut result.failures {
-            *f = format!("[injected: call {n} ({}) failed] {f}", site.name());
+            *f = format!("{what} {f}");
         }
     }
     result.passed = result.failures.is_empty();

@@ -231,7 +231,7 @@ fn service(
             Err(e) if (e == code::EFAULT || e == code::EPERM) && !svm.range_within_vma(&range) => {
                 // The VMA under the range changed shape (mprotect, mremap): the fault may have
                 // failed on another part of it. Drop the range; the retry creates one that fits.
-                svm.range_remove(&range);
+                crate::driver::unbind_and_remove(svm, &range);
                 last = e;
                 continue;
             }

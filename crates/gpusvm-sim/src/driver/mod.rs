@@ -272,6 +272,25 @@ impl GpuVm {
     }
 }
 
+/// Unbinds `range` from every GPU (zaps its PTEs, counting a TLB invalidation per device that
+/// had any) and removes it (Xe's `xe_vm_range_unbind` + `drm_gpusvm_range_remove`). The GPU must
+/// lose access before the core unmaps the range's DMA mappings.
+pub fn unbind_and_remove(svm: &mut Svm<SimDriver>, range: &gpusvm_core::Range<SimDriver>) {
+    let driver = svm.driver();
+    let mut tlb = 0;
+    for d in driver.shared.devices() {
+        if zap(&d.pts, driver.pid, range.span()) {
+            tlb += 1;
+        }
+    }
+    if tlb > 0 {
+        driver
+            .shared
+            .stat(driver.pid, |s| s.tlb_invalidations += tlb);
+    }
+    svm.range_remove(range);
+}
+
 /// The garbage collector (Xe's `xe_svm_garbage_collector`): splits ranges a partial `Unmap`
 /// hit (split mode), and removes the others an `Unmap` hit, evicting the device pages of
 /// partially unmapped ones first (upstream mode, or when a split cannot be done).
@@ -286,6 +305,6 @@ pub fn garbage_collect(svm: &mut Svm<SimDriver>, _cfg: &SimConfig) {
             // Best effort: the unmapped part fails to fault, the rest comes back to RAM.
             let _ = svm.range_evict(&r);
         }
-        svm.range_remove(&r);
+        unbind_and_remove(svm, &r);
     }
 }
