@@ -1,5 +1,7 @@
 //! Integration tests of gpusvm (see `tests/`): helpers shared by the test files.
 
+pub mod fuzzing;
+
 use std::path::{Path, PathBuf};
 
 /// The repository's scenario directory.

@@ -71,11 +71,14 @@ pub const SEQ_NONE: u64 = i64::MAX as u64;
 ///   `state.nentries > 0`, and then `state.dma` holds `nentries` entries covering the span's
 ///   `[0, state.npages)` pages in order, each a live mapping or (only in a range pending a split)
 ///   a hole; `HAS_DEVMEM_PAGES` is set exactly when `state.pagemap` is `Some`.
+///
+/// The flag word comes first: it is what a commit check reads (see [`crate::Range`]'s layout).
+#[repr(C)]
 pub struct SvmPages<D: SvmDriver> {
-    dev: D::Dma,
     flags: FlagWord,
-    notifier_seq: AtomicU64,
     state_locked: AtomicBool,
+    notifier_seq: AtomicU64,
+    dev: D::Dma,
     state: UnsafeCell<PagesState<D>>,
 }
 

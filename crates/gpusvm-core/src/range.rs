@@ -37,16 +37,24 @@ use crate::sync::{fence, AtomicUsize, Ordering, UnsafeCell};
 /// - `notifier` is `Some` exactly while the range is in that notifier's tree; it changes only
 ///   under the driver lock and the notifier lock.
 /// - `refcount` counts the tree's reference (while linked) and every [`RangeRef`].
+///
+/// The layout is fixed so that what a lookup reads at every level of the tree (the links and the
+/// start) comes first, followed by what the commit check reads (the end, the flags and then the
+/// payload, whose first pages object starts with its flag word): a GPU fault that hits a valid
+/// range touches the first 50 bytes of the node only, instead of three cache lines spread over
+/// it (`docs/PERFORMANCE.md`). A driver gets this by putting its pages objects first in its
+/// payload.
+#[repr(C)]
 pub struct Range<D: SvmDriver> {
-    span: Span,
-    refcount: AtomicUsize,
-    flags: FlagWord,
     pub(crate) link: RBTreeLink,
+    span: Span,
+    flags: FlagWord,
+    data: D::RangeData,
+    refcount: AtomicUsize,
     pub(crate) gc_link: LinkedListLink,
     notifier: UnsafeCell<Option<NonNull<Notifier<D>>>>,
     svm_id: usize,
     alloc: D::Alloc,
-    data: D::RangeData,
 }
 
 // SAFETY: Shared fields are atomics, immutable, or accessed under the locking discipline of the

@@ -257,12 +257,15 @@ impl<D: SvmDriver> Svm<D> {
             // notifier's tree (its notifier pointer is set) and is unlinked exactly once.
             let removed = unsafe {
                 let n = notifier.as_ref();
-                let tree = n.ranges_mut();
-                let removed = tree.cursor_mut_from_ptr(range).remove();
-                while let Some(p) = pieces.pop_front() {
-                    tree.insert(p);
-                    npieces += 1;
-                }
+                // The pieces lie inside the range, hence in the block of its start.
+                let removed = n.ranges_mut(range.start()).and_then(|tree| {
+                    let removed = tree.cursor_mut_from_ptr(range).remove();
+                    while let Some(p) = pieces.pop_front() {
+                        tree.insert(p);
+                        npieces += 1;
+                    }
+                    removed
+                });
                 self.gc_unlink_range(range);
                 range.clear_notifier();
                 removed

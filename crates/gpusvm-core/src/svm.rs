@@ -527,7 +527,8 @@ impl<D: SvmDriver> Svm<D> {
                     self.notifier_size,
                 )
                 .map_err(|_| code::EINVAL)?;
-                let node = KBox::try_new(Notifier::new(nspan, shared), sh.alloc.clone())
+                let max_chunk = self.chunk_sizes().first().copied().unwrap_or(0);
+                let node = KBox::try_new(Notifier::new(nspan, max_chunk, shared), sh.alloc.clone())
                     .map_err(|(e, _)| e)?;
                 let (ptr, _alloc) = KBox::into_raw(node);
                 // SAFETY: The node was just allocated and is never moved; it is freed only after
@@ -621,8 +622,9 @@ impl<D: SvmDriver> Svm<D> {
         {
             let _nl = sh.read_lock();
             // SAFETY: We hold the driver lock and the notifier lock; no other reference into the
-            // tree is live.
-            unsafe { n.ranges_mut() }.insert(range.clone().into_tree());
+            // trees is live.
+            let tree = unsafe { n.ranges_mut(chosen.start()) }.ok_or(code::EINVAL)?;
+            tree.insert(range.clone().into_tree());
         }
         Ok((range, true))
     }
@@ -678,6 +680,13 @@ impl<D: SvmDriver> Svm<D> {
     /// `drm_gpusvm_range_remove`: unmaps the range's pages, takes it out of its notifier and the
     /// garbage-collector queue, drops the tree's reference, and removes the notifier if it became
     /// empty. Removing a range twice, or a range of another instance, does nothing.
+    ///
+    /// The driver must have torn down the GPU page-table entries of the range first (Xe's
+    /// `xe_svm_range_unbind` before `drm_gpusvm_range_remove`): this unmaps the DMA addresses the
+    /// GPU would otherwise keep using, and nothing invalidates those entries afterwards. A range
+    /// whose pages an invalidation already unmapped (the usual garbage-collector case) has no
+    /// live GPU entries, but a range removed for any other reason (a failed split, a stale VMA)
+    /// may.
     pub fn range_remove(&mut self, range: &Range<D>) {
         if let Some(empty) = self.unlink_range(range) {
             // SAFETY: `unlink_range` returns a notifier of our tree that holds no range.
@@ -701,9 +710,10 @@ impl<D: SvmDriver> Svm<D> {
                 let mut st = p.lock_state(&nl);
                 drop(p.free_locked(&mut st));
             });
-            // SAFETY: We hold the driver lock and the notifier lock; the range is in this tree
-            // (its notifier pointer is set).
-            let removed = unsafe { n.ranges_mut().cursor_mut_from_ptr(range).remove() };
+            // SAFETY: We hold the driver lock and the notifier lock; the range is in the tree of
+            // the block of its start (its notifier pointer is set).
+            let removed = unsafe { n.ranges_mut(range.start()) }
+                .and_then(|tree| unsafe { tree.cursor_mut_from_ptr(range).remove() });
             // SAFETY: Both locks are held.
             unsafe {
                 sh.gc_unlink(range);
@@ -1061,10 +1071,7 @@ impl<D: SvmDriver> Drop for Svm<D> {
             loop {
                 // SAFETY: The node stays alive until `free_notifier` below; `&mut self` is the
                 // driver lock.
-                let first = unsafe { notifier.as_ref().ranges() }
-                    .front()
-                    .get()
-                    .map(NonNull::from);
+                let first = unsafe { notifier.as_ref().first_range() }.map(NonNull::from);
                 let Some(range) = first else { break };
                 // SAFETY: The range is in the tree, so it is alive.
                 self.unlink_range(unsafe { range.as_ref() });

@@ -49,13 +49,17 @@ fn arb_geometry() -> impl Strategy<Value = Geometry> {
             |(mut chunks, fault_page, (vs, vl), (gs, gl), threshold, ex, absent, top)| {
                 chunks.push(PAGE);
                 // Optionally place everything near the top of the address space.
-                let base = if top { u64::MAX - (64 * M) + 1 } else { 0x4000_0000 };
+                let base = if top {
+                    u64::MAX - (64 * M) + 1
+                } else {
+                    0x4000_0000
+                };
                 let notifier = Span::from_len(base, 32 * M).unwrap();
                 let page = |p: u64| base + p * PAGE;
-                let vma = Span::new(page(vs), page((vs + vl).min(8191)).max(page(vs) + PAGE))
-                    .unwrap();
-                let gpuva = Span::new(page(gs), page((gs + gl).min(8191)).max(page(gs) + PAGE))
-                    .unwrap();
+                let vma =
+                    Span::new(page(vs), page((vs + vl).min(8191)).max(page(vs) + PAGE)).unwrap();
+                let gpuva =
+                    Span::new(page(gs), page((gs + gl).min(8191)).max(page(gs) + PAGE)).unwrap();
                 let fault = vma.start() + (fault_page * PAGE) % vma.len() + 123;
                 let existing = ex
                     .into_iter()
@@ -96,8 +100,7 @@ fn oracle(g: &Geometry) -> Option<Span> {
         let fits = g.vma.covers(&span) && g.notifier.covers(&span) && g.gpuva.covers(&span);
         let overlaps = g.existing.iter().any(|e| e.overlaps(&span));
         let present = g.absent_pages.iter().all(|p| !span.contains(*p));
-        let acceptable = fits
-            && (size == PAGE || (!overlaps && (size > g.threshold || present)));
+        let acceptable = fits && (size == PAGE || (!overlaps && (size > g.threshold || present)));
         if acceptable && best.is_none_or(|b| span.len() > b.len()) {
             best = Some(span);
         }
@@ -153,7 +156,14 @@ fn svm(w: &World, chunks: &'static [u64]) -> Svm<MockDriver> {
         chunk_sizes: chunks,
         page_shift: 12,
     };
-    Svm::new(cfg, w.driver(), Some(w.mm.clone()), w.alloc.clone(), w.clock.clone()).unwrap()
+    Svm::new(
+        cfg,
+        w.driver(),
+        Some(w.mm.clone()),
+        w.alloc.clone(),
+        w.clock.clone(),
+    )
+    .unwrap()
 }
 
 fn all() -> Span {

@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * C wrappers for what Rust cannot call directly: static inline functions and macros of the
+ * kernel headers (Rust-for-Linux bindings only see real, exported functions). Each wrapper is a
+ * one-liner around the inline it names; the Rust callers in this directory carry the safety
+ * argument.
+ * Prototypes live here because the kernel builds with -Wmissing-prototypes.
+ */
+#ifndef GPUSVM_KSHIM_HELPERS_H
+#define GPUSVM_KSHIM_HELPERS_H
+
+#include <linux/types.h>
+#include <linux/gfp_types.h>
+
+struct mm_struct;
+struct vm_area_struct;
+struct mmu_interval_notifier;
+struct mmu_notifier_range;
+struct page;
+struct device;
+struct rw_semaphore;
+struct vm_fault;
+struct dev_pagemap;
+
+/* linux/sched/mm.h */
+bool gs_mmget_not_zero(struct mm_struct *mm);
+void gs_mmgrab(struct mm_struct *mm);
+void gs_mmdrop(struct mm_struct *mm);
+struct mm_struct *gs_current_mm(void);
+
+/* linux/mmap_lock.h */
+void gs_mmap_read_lock(struct mm_struct *mm);
+void gs_mmap_read_unlock(struct mm_struct *mm);
+
+/* linux/mm.h: VMA facts */
+struct vm_area_struct *gs_vma_lookup(struct mm_struct *mm, unsigned long addr);
+unsigned long gs_vma_start(const struct vm_area_struct *vma);
+unsigned long gs_vma_end(const struct vm_area_struct *vma);
+unsigned long gs_vma_flags(const struct vm_area_struct *vma);
+bool gs_vma_is_anonymous(struct vm_area_struct *vma);
+bool gs_is_vm_hugetlb_page(struct vm_area_struct *vma);
+
+/* linux/mmu_notifier.h */
+void gs_mmu_interval_set_seq(struct mmu_interval_notifier *sub, unsigned long cur_seq);
+bool gs_mmu_interval_read_retry(struct mmu_interval_notifier *sub, unsigned long seq);
+bool gs_mmu_notifier_range_blockable(const struct mmu_notifier_range *range);
+
+/* linux/mm.h, linux/memremap.h: pages */
+struct page *gs_pfn_to_page(unsigned long pfn);
+unsigned long gs_page_to_pfn(const struct page *page);
+bool gs_pfn_valid(unsigned long pfn);
+bool gs_is_zone_device_page(const struct page *page);
+bool gs_is_device_private_page(const struct page *page);
+bool gs_is_device_coherent_page(const struct page *page);
+struct dev_pagemap *gs_page_pgmap(const struct page *page);
+void *gs_page_zone_device_data(const struct page *page);
+void gs_page_set_zone_device_data(struct page *page, void *data);
+struct page *gs_alloc_page_movable(void);
+void gs_lock_page(struct page *page);
+void gs_unlock_page(struct page *page);
+void gs_get_page(struct page *page);
+void gs_put_page(struct page *page);
+void *gs_kmap_local_page(struct page *page);
+void gs_kunmap_local(const void *addr);
+
+/* struct vm_fault (the CPU-fault op's argument) */
+struct page *gs_vmf_page(const struct vm_fault *vmf);
+unsigned long gs_vmf_address(const struct vm_fault *vmf);
+struct mm_struct *gs_vmf_mm(const struct vm_fault *vmf);
+
+/* linux/dma-mapping.h, linux/dma-direct.h */
+int gs_dma_coerce_mask_and_coherent(struct device *dev, u64 mask);
+bool gs_dma_mapping_error(struct device *dev, dma_addr_t addr);
+bool gs_dma_is_direct(struct device *dev);
+unsigned long gs_dma_to_pfn(struct device *dev, dma_addr_t addr);
+
+/* linux/rwsem.h */
+void gs_init_rwsem(struct rw_semaphore *sem);
+
+/* linux/jiffies.h */
+u64 gs_jiffies_ms(void);
+
+/* linux/ioport.h */
+void gs_release_mem_region(resource_size_t start, resource_size_t n);
+
+/* linux/sched.h */
+void gs_cond_resched(void);
+
+/* linux/topology.h */
+int gs_numa_node_id(void);
+
+#endif

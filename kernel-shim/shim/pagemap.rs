@@ -1,0 +1,291 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Device-private memory whose pages the core manages: `memremap_pages` and the
+//! `dev_pagemap_ops` that route core mm's callbacks into the core.
+//!
+//! - `page_free` (called when a device page's refcount drops to zero: after migration back to
+//!   RAM, munmap, process exit, eviction) → [`gpusvm_core::device_page_free`], which drops the
+//!   page's reference on its allocation tracker and releases the allocation with its last page;
+//! - `migrate_to_ram` (the CPU touched a device-private page) → [`gpusvm_core::migrate_to_ram`].
+
+use core::cell::UnsafeCell;
+use core::ffi::{c_void, CStr};
+use core::marker::PhantomData;
+use core::mem::MaybeUninit;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicPtr, Ordering};
+
+use gpusvm_core::{code, Error, KBox, MmapReadGuard, Owner, PgmapId, Result, SvmDriver};
+use kernel::bindings;
+
+use crate::{ext, is_err_ptr, KAlloc, KMm, PAGE_SHIFT};
+
+const MAX_PAGEMAPS: usize = 8;
+
+/// The pagemaps whose pages the core manages (read by [`KMm`]'s page classification).
+static REGISTRY: [AtomicPtr<bindings::dev_pagemap>; MAX_PAGEMAPS] =
+    [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_PAGEMAPS];
+
+fn register(pgmap: *mut bindings::dev_pagemap) -> Result {
+    for slot in REGISTRY.iter() {
+        if slot
+            .compare_exchange(
+                core::ptr::null_mut(),
+                pgmap,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+        {
+            return Ok(());
+        }
+    }
+    Err(code::ENOMEM)
+}
+
+fn unregister(pgmap: *mut bindings::dev_pagemap) {
+    for slot in REGISTRY.iter() {
+        let _ = slot.compare_exchange(
+            pgmap,
+            core::ptr::null_mut(),
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+    }
+}
+
+/// Whether `pgmap` belongs to a [`DevicePrivate`] region.
+pub(crate) fn is_registered(pgmap: *const bindings::dev_pagemap) -> bool {
+    !pgmap.is_null()
+        && REGISTRY
+            .iter()
+            .any(|slot| core::ptr::eq(slot.load(Ordering::Acquire), pgmap))
+}
+
+/// `dev_pagemap_ops::page_free` for a driver of type `D`.
+///
+/// # Safety
+///
+/// Called by core mm with a page of a [`DevicePrivate<D>`] region whose refcount reached zero.
+unsafe extern "C" fn page_free<D: SvmDriver>(page: *mut bindings::page) {
+    // SAFETY: `page` is valid (caller); we are its only user now that it is free.
+    let zone_data = unsafe { ext::gs_page_zone_device_data(page) } as usize;
+    // SAFETY: As above. Cleared first so that the page is never classified as the core's again
+    // until `device_page_init` sets it.
+    unsafe { ext::gs_page_set_zone_device_data(page, core::ptr::null_mut()) };
+    if zone_data != 0 {
+        // SAFETY: Pages of this region get their zone-device data only from the core's
+        // `device_page_init` for driver type `D`, and this is the one free of that page.
+        unsafe { gpusvm_core::device_page_free::<D>(zone_data) };
+    }
+}
+
+/// `dev_pagemap_ops::migrate_to_ram` for a driver of type `D`: the CPU fault op.
+///
+/// # Safety
+///
+/// Called by core mm's `do_swap_page` for a device-private page of a [`DevicePrivate<D>`]
+/// region, with the mmap lock held for reading (6.12 retries the fault under the mmap lock
+/// when it arrives under a per-VMA lock) and a reference on the page.
+unsafe extern "C" fn migrate_to_ram<D: SvmDriver<Mm = KMm>>(
+    vmf: *mut bindings::vm_fault,
+) -> bindings::vm_fault_t {
+    // SAFETY: `vmf` is valid for the call.
+    let (page, addr, mm) = unsafe {
+        (
+            ext::gs_vmf_page(vmf),
+            ext::gs_vmf_address(vmf),
+            ext::gs_vmf_mm(vmf),
+        )
+    };
+    // SAFETY: The faulting task's mm is valid during the fault.
+    let Some(mm) = (unsafe { KMm::grab(mm) }) else {
+        return ext::GS_CONST_VM_FAULT_SIGBUS;
+    };
+    // SAFETY: The fault handler holds a reference on `page`.
+    let (zone_data, pfn) = unsafe {
+        (
+            ext::gs_page_zone_device_data(page) as usize,
+            ext::gs_page_to_pfn(page) as u64,
+        )
+    };
+    if zone_data == 0 {
+        return ext::GS_CONST_VM_FAULT_SIGBUS;
+    }
+    // SAFETY: The fault handler holds the mmap lock for the whole call (see above).
+    let lock = unsafe { MmapReadGuard::assume_held(&mm) };
+    // SAFETY: `zone_data` is the core's data for `page` (set by `device_page_init`, cleared only
+    // when the page is freed, which the fault handler's reference prevents).
+    let r = unsafe { gpusvm_core::migrate_to_ram::<D>(&lock, addr as u64, pfn, zone_data) };
+    match r {
+        Ok(()) => 0,
+        Err(e) if e == code::ENOMEM => ext::GS_CONST_VM_FAULT_OOM,
+        Err(_) => ext::GS_CONST_VM_FAULT_SIGBUS,
+    }
+}
+
+/// A region of device-private memory (`MEMORY_DEVICE_PRIVATE`) registered with
+/// `memremap_pages`: struct pages without CPU-addressable memory behind them, standing for a
+/// device's memory. Its pages are handed out by the driver (`populate_pfns`) and managed by the
+/// core.
+///
+/// # Invariants
+///
+/// `pgmap` was registered with `memremap_pages` (with [`DevicePrivate::OPS`]) and in the
+/// registry, and `res` requested, for `size` bytes; all three are undone by drop. The value is
+/// boxed and never moves.
+pub struct DevicePrivate<D: SvmDriver> {
+    pgmap: UnsafeCell<bindings::dev_pagemap>,
+    res: NonNull<bindings::resource>,
+    size: u64,
+    _driver: PhantomData<fn() -> D>,
+}
+
+// SAFETY: After registration only core mm touches the pagemap; the fields we read are constant.
+unsafe impl<D: SvmDriver> Send for DevicePrivate<D> {}
+// SAFETY: As above.
+unsafe impl<D: SvmDriver> Sync for DevicePrivate<D> {}
+
+impl<D: SvmDriver<Mm = KMm>> DevicePrivate<D> {
+    /// The ops core mm calls for pages of the region.
+    pub const OPS: &'static bindings::dev_pagemap_ops = &bindings::dev_pagemap_ops {
+        page_free: Some(page_free::<D>),
+        migrate_to_ram: Some(migrate_to_ram::<D>),
+        memory_failure: None,
+    };
+
+    /// Requests a free physical range of at least `size` bytes (the kernel rounds the request up
+    /// to a memory section) and creates struct pages for `size` bytes of it (a multiple of
+    /// 2 MiB, the memory-hotplug subsection), with `owner` as the device-private owner
+    /// cookie (`pgmap->owner`).
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` for a bad size; `ENOMEM`; the kernel's errors.
+    pub fn new(size: u64, owner: Owner, name: &'static CStr) -> Result<KBox<Self, KAlloc>> {
+        if size == 0 || size % (2 << 20) != 0 {
+            return Err(code::EINVAL);
+        }
+        let csize = kernel::ffi::c_ulong::try_from(size).map_err(|_| code::EINVAL)?;
+        // SAFETY: `iomem_resource` is the kernel's root resource; the name is static.
+        let res = unsafe {
+            bindings::request_free_mem_region(
+                core::ptr::addr_of_mut!(bindings::iomem_resource),
+                csize,
+                name.as_ptr().cast(),
+            )
+        };
+        if res.is_null() {
+            return Err(code::ENOMEM);
+        }
+        if is_err_ptr(res) {
+            return Err(Error::from_errno(res as isize as i32));
+        }
+        // SAFETY: `res` was just returned by a successful request and is not shared yet. The
+        // region is rounded up to the memory section size (128 MiB on x86_64); only `size`
+        // bytes of it get struct pages.
+        let (start, res_len) = unsafe { ((*res).start, (*res).end - (*res).start + 1) };
+        let end = start + size - 1;
+        let release = || {
+            // SAFETY: Releases the whole region requested above.
+            unsafe { ext::gs_release_mem_region(start, res_len) }
+        };
+        // SAFETY: An all-zero `dev_pagemap` is the initial state `memremap_pages` expects (C
+        // drivers kzalloc it).
+        let pgmap = unsafe { MaybeUninit::<bindings::dev_pagemap>::zeroed().assume_init() };
+        let this = Self {
+            pgmap: UnsafeCell::new(pgmap),
+            // `res` is not NULL (checked above).
+            res: NonNull::new(res).ok_or(code::ENOMEM)?,
+            size,
+            _driver: PhantomData,
+        };
+        let this = match KBox::try_new(this, KAlloc) {
+            Ok(b) => b,
+            Err((e, this)) => {
+                core::mem::forget(this);
+                release();
+                return Err(e);
+            }
+        };
+        let pg = this.pgmap.get();
+        // SAFETY: `pg` points into the box, at its final address, not yet shared.
+        unsafe {
+            (*pg).type_ = bindings::memory_type_MEMORY_DEVICE_PRIVATE;
+            (*pg).nr_range = 1;
+            let range = (*pg).__bindgen_anon_1.range.as_mut();
+            range.start = start;
+            range.end = end;
+            (*pg).ops = Self::OPS;
+            (*pg).owner = owner.0 as *mut c_void;
+        }
+        if let Err(e) = register(pg) {
+            core::mem::forget(this);
+            release();
+            return Err(e);
+        }
+        // SAFETY: `pg` is a fully set-up pagemap at its final address.
+        let p = unsafe { bindings::memremap_pages(pg, ext::gs_numa_node_id()) };
+        if p.is_null() || is_err_ptr(p) {
+            unregister(pg);
+            // The box must not run `Drop` (which would `memunmap_pages`); free it raw.
+            let (raw, alloc) = KBox::into_raw(this);
+            // SAFETY: `raw` came from the box and is not used again; `Self` needs no drop glue
+            // beyond what we undo here.
+            unsafe {
+                gpusvm_core::Allocator::free(
+                    &alloc,
+                    raw.cast(),
+                    core::alloc::Layout::new::<Self>(),
+                    gpusvm_core::AllocKind::Object,
+                )
+            };
+            release();
+            return Err(if p.is_null() {
+                code::EFAULT
+            } else {
+                Error::from_errno(p as isize as i32)
+            });
+        }
+        // INVARIANT: registered with memremap_pages and the registry, region requested.
+        Ok(this)
+    }
+
+    /// The first page frame of the region.
+    pub fn first_pfn(&self) -> u64 {
+        // SAFETY: `res` stays valid until drop (type invariant).
+        unsafe { self.res.as_ref().start >> PAGE_SHIFT }
+    }
+
+    /// Number of pages.
+    pub fn npages(&self) -> u64 {
+        self.size >> PAGE_SHIFT
+    }
+
+    /// Whether `pfn` is a page of the region.
+    pub fn contains(&self, pfn: u64) -> bool {
+        pfn >= self.first_pfn() && pfn - self.first_pfn() < self.npages()
+    }
+
+    /// The pagemap's identity as the core sees it.
+    pub fn pgmap_id(&self) -> PgmapId {
+        PgmapId(self.pgmap.get() as usize)
+    }
+}
+
+impl<D: SvmDriver> Drop for DevicePrivate<D> {
+    /// `memunmap_pages` waits until every page of the region is free: the driver must have
+    /// evicted its allocations first.
+    fn drop(&mut self) {
+        let pg = self.pgmap.get();
+        // SAFETY: Registered by `new` (type invariant).
+        unsafe { bindings::memunmap_pages(pg) };
+        unregister(pg);
+        // SAFETY: `res` is valid until here (type invariant); this releases the whole region
+        // (which may be larger than `size`, see `new`).
+        unsafe {
+            let res = self.res.as_ref();
+            ext::gs_release_mem_region(res.start, res.end - res.start + 1);
+        }
+    }
+}
