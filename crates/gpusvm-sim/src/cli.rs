@@ -154,6 +154,7 @@ fn failed(file: &str, msg: String) -> ScenarioResult {
         stats: Vec::new(),
         backend_calls: 0,
         tolerated: 0,
+        injected: 0,
         elapsed: std::time::Duration::ZERO,
     }
 }

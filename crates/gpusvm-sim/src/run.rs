@@ -50,6 +50,8 @@ pub struct ScenarioResult {
     pub backend_calls: u64,
     /// Outcome mismatches tolerated in sweep mode.
     pub tolerated: usize,
+    /// Backend calls made to fail by fault injection.
+    pub injected: usize,
     /// Wall time.
     pub elapsed: Duration,
 }
@@ -98,6 +100,7 @@ pub fn run_scenario(file: &str, sc: &Scenario, opts: &RunOptions) -> ScenarioRes
         stats: Vec::new(),
         backend_calls: 0,
         tolerated: 0,
+        injected: 0,
         elapsed: Duration::ZERO,
     };
     let cfg = match config_of(sc) {
@@ -163,6 +166,7 @@ pub fn run_scenario(file: &str, sc: &Scenario, opts: &RunOptions) -> ScenarioRes
             .push(format!("{file}: leak at end of run: {leak}"));
     }
     let injected = world.shared.inject.injected();
+    result.injected = injected.len();
     if !injected.is_empty() && !result.failures.is_empty() {
         let list: Vec<String> = injected
             .iter()

@@ -23,7 +23,7 @@ pub fn sweep_scenario_every(file: &str, sc: &Scenario, stride: u64) -> ScenarioR
     }
     let stride = stride.max(1);
     let next = AtomicU64::new(1);
-    let merged = Mutex::new((Vec::new(), 0usize, 0u64, std::time::Duration::ZERO));
+    let merged = Mutex::new((Vec::new(), 0usize, 0u64, std::time::Duration::ZERO, 0usize));
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     std::thread::scope(|scope| {
         for _ in 0..workers {
@@ -43,15 +43,17 @@ pub fn sweep_scenario_every(file: &str, sc: &Scenario, stride: u64) -> ScenarioR
                 m.1 += r.tolerated;
                 m.2 += 1;
                 m.3 += r.elapsed;
+                m.4 += r.injected;
             });
         }
     });
-    let (mut failures, tolerated, runs, elapsed) =
+    let (mut failures, tolerated, runs, elapsed, injected) =
         merged.into_inner().unwrap_or_else(|e| e.into_inner());
     failures.sort();
     let mut result = clean;
     result.failures = failures;
     result.tolerated = tolerated;
+    result.injected = injected;
     result.statements = runs as usize;
     result.elapsed += elapsed;
     result.passed = result.failures.is_empty();
