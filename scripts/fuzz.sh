@@ -75,6 +75,9 @@ for t in "${targets[@]}"; do
     fi
     rate=$(sed -n 's/^#[0-9]*[[:space:]]*DONE.* exec\/s: *\([0-9]*\).*/\1/p' "$log" | tail -n 1)
     corpus=$(find "$work" -type f | wc -l)
+    # libFuzzer keeps inputs slower than -report_slow_units (10 s) as slow-unit-* artifacts: not
+    # a failure (the machine may be loaded), but worth a look.
+    slow=$(grep -c 'Test unit written to .*slow-unit-' "$log" || true)
     if [ "$rc" -eq 0 ] && grep -q 'DONE' "$log"; then
         result=ok
     else
@@ -83,6 +86,9 @@ for t in "${targets[@]}"; do
         echo "fuzz.sh: $t failed; end of $log:" >&2
         grep -v '^\(INFO\|#[0-9]\)' "$log" | tail -n 60 >&2
         ls -1 "artifacts/$t" >&2 2>/dev/null || true
+    fi
+    if [ "${slow:-0}" -gt 0 ]; then
+        result="$result ($slow slow inputs kept in fuzz/artifacts/$t/)"
     fi
     summary+=("$(printf '%-16s %12s executions %8s exec/s %7s corpus  %s' \
         "$t" "${execs:-?}" "${rate:-?}" "$corpus" "$result")")

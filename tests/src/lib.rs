@@ -1,6 +1,7 @@
 //! Integration tests of gpusvm (see `tests/`): helpers shared by the test files.
 
 pub mod fuzzing;
+pub mod invariants;
 
 use std::path::{Path, PathBuf};
 

@@ -3,9 +3,6 @@
 //! ([`gpusvm_tests::fuzzing::run_target`]), so a regression on a corpus input fails `cargo test`
 //! without nightly or cargo-fuzz.
 //!
-//! `fuzz/crashes-triaged/` (known findings in code this harness does not own) is deliberately not
-//! replayed.
-//!
 //! The generated seeds must match the committed files; `GPUSVM_WRITE_SEEDS=1 cargo test -p
 //! gpusvm-tests --test fuzz_corpus` rewrites them after a change of a decoder or a generator.
 
@@ -71,6 +68,22 @@ fn generated_seeds_are_committed() {
             if std::fs::read(&path).ok().as_deref() != Some(bytes.as_slice()) {
                 stale.push(path.display().to_string());
             }
+        }
+    }
+    let traces = gpusvm_tests::scenario_dir().join(seeds::TRACE_DIR);
+    if write {
+        std::fs::create_dir_all(&traces).unwrap_or_else(|e| panic!("{}: {e}", traces.display()));
+    }
+    for (name, text) in seeds::unmap_traces() {
+        let path = traces.join(&name);
+        if write {
+            std::fs::write(&path, &text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        }
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+            stale.push(format!(
+                "{} (the seed's behaviour changed; diff it before regenerating)",
+                path.display()
+            ));
         }
     }
     assert!(

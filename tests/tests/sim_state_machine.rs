@@ -18,9 +18,8 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 use proptest_state_machine::{prop_state_machine, ReferenceStateMachine, StateMachineTest};
 
-use gpusvm_core::{Protocol, Span};
 use gpusvm_sim::config::SimConfig;
-use gpusvm_sim::mm::{MapKind, Prot, Pte};
+use gpusvm_sim::mm::{MapKind, Prot};
 use gpusvm_sim::world::{OpError, World};
 
 const PAGE: u64 = 4096;
@@ -407,55 +406,8 @@ impl StateMachineTest for SimTest {
 
     fn check_invariants((world, _): &(World, RefState), _ref_state: &RefState) {
         assert!(world.dma_errors().is_empty(), "{:?}", world.dma_errors());
-        let p = world.current().expect("p0 lives");
-        let all = Span::new(0, 1 << 47).unwrap();
-        let mut g = p.vm.lock();
-        let svm = g.as_mut().expect("VM open");
-        let mut system_entries = 0usize;
-        let mut prev_end = 0;
-        let nl = svm.notifier_lock();
-        for r in svm.ranges(all) {
-            assert!(r.start() >= prev_end, "overlapping ranges");
-            prev_end = r.end();
-            // After the garbage collector, no range covers unmapped memory (a range may cross a
-            // VMA boundary that a later mprotect created, as upstream allows).
-            let mut a = r.start();
-            while a < r.end() {
-                let vma = p.mm.vma(a).expect("every page of a range is mapped");
-                a = vma.end;
-            }
-            for (d, pages) in r.data().pages.iter().enumerate() {
-                let _ = svm.pages_entries(&nl, pages, |entries| {
-                    let dev = world.shared.device(d as u32).expect("device");
-                    let mut addr = r.start();
-                    for e in entries {
-                        let n = 1u64 << e.order();
-                        if e.proto() == Protocol::SYSTEM {
-                            system_entries += 1;
-                            // A valid range maps the frames the CPU maps now.
-                            for k in 0..n {
-                                let (pfn, _) = dev
-                                    .dma
-                                    .translate(e.addr() + k * PAGE)
-                                    .expect("a valid entry is a live DMA mapping");
-                                match p.mm.pte(addr + k * PAGE) {
-                                    Some(Pte::Present { pfn: cpu, .. }) => {
-                                        assert_eq!(pfn, cpu, "stale mapping at {:#x}", addr)
-                                    }
-                                    other => panic!("valid entry over {other:?}"),
-                                }
-                            }
-                        }
-                        addr += n * PAGE;
-                    }
-                });
-            }
-        }
-        drop(nl);
-        let live: usize = world.shared.devices().iter().map(|d| d.dma.live()).sum();
-        // Stale (invalidated) pages hold no mapping and the garbage collector has run, so the
-        // live DMA mappings are exactly the system entries of valid pages.
-        assert_eq!(system_entries, live, "DMA accounting");
+        let problems = gpusvm_tests::invariants::check_world(world);
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
     }
 
     fn teardown((world, _): (World, RefState), _ref_state: RefState) {

@@ -360,6 +360,14 @@ fn map_pfns<D: SvmDriver>(
                 PageKind::Device {
                     pgmap, zone_data, ..
                 } => {
+                    // `hmm_range_fault` reports the caller's own device-private pages without
+                    // faulting them, even for a write: after fork (copy-on-write) or a write
+                    // protection they come back valid but not writable. Mapping them writable
+                    // would let the GPU write a page another process shares; the driver evicts
+                    // on EOPNOTSUPP, and the retry's write fault breaks the sharing in RAM.
+                    if !ctx.read_only && !pfn.is_writable() {
+                        return Err(code::EOPNOTSUPP);
+                    }
                     if seen_system && !ctx.allow_mixed {
                         return Err(code::EOPNOTSUPP);
                     }

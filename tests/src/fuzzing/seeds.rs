@@ -192,7 +192,25 @@ pub fn unmap_sequences() -> Vec<(&'static str, Vec<u8>)> {
                 vec![munmap(0, SpanSel::Head(3))],
                 vec![Op::Switch { which: 0 }],
                 vec![Op::Exit],
-                vec![gpu_read(0, 0, Access::pages(0, 16))],
+                // Past the unmapped head (4 pages), in the surviving process.
+                vec![gpu_read(0, 0, Access::pages(4, 12))],
+                vec![cpu_read(0, Access::pages(4, 12))],
+            ],
+        ),
+    ));
+    // Chunk selection next to an existing range: a 64 KiB VMA whose pages are not yet present
+    // gets a 4 KiB range (check_pages_threshold); once the CPU has populated the rest, a fault
+    // on the next page could take 64 KiB, which would overlap the 4 KiB range, so it must not.
+    seeds.push((
+        "small-range-then-populated-neighbour",
+        program(
+            Setup::default(),
+            vec![
+                vec![mmap(0, 16, MapKind::Anon)],
+                vec![gpu_read(0, 0, Access::pages(0, 1))],
+                vec![cpu_write(0, Access::pages(0, 16), 21)],
+                vec![gpu_read(0, 0, Access::pages(1, 1))],
+                vec![gpu_write(0, 0, Access::pages(0, 16), 22)],
                 vec![cpu_read(0, Access::pages(0, 16))],
             ],
         ),
@@ -205,12 +223,16 @@ pub fn unmap_sequences() -> Vec<(&'static str, Vec<u8>)> {
             vec![
                 vec![mmap(0, 512, MapKind::Anon)],
                 vec![gpu_write(0, 0, Access::pages(0, 16), 11)],
+                // Pages 16..32 become read-only: the GPU may read them but not write them,
+                // also once the read has mapped them.
                 vec![Op::Mprotect {
                     slot: 0,
                     span: SpanSel::Middle(16, 15),
                     prot: Prot::R,
                 }],
-                vec![gpu_write(0, 0, Access::pages(0, 16), 12)],
+                vec![gpu_read(0, 0, Access::pages(16, 16))],
+                vec![gpu_write(0, 0, Access::pages(16, 16), 12)],
+                vec![gpu_write(0, 0, Access::pages(0, 16), 13)],
                 vec![gpu_read(0, 0, Access::pages(0, 16))],
                 vec![Op::Dontneed {
                     slot: 0,
@@ -579,8 +601,21 @@ pub fn scenario_parser() -> Vec<(String, Vec<u8>)> {
     let mut seeds = vec![
         ("everything.svm".to_owned(), EVERYTHING.as_bytes().to_vec()),
         (
-            "errors.svm".to_owned(),
-            b"mmap A size=2X\ngpu write A+ len=4K fill=300\nexpect ranges==1\n".to_vec(),
+            "error-size-suffix.svm".to_owned(),
+            b"mmap A size=2X\n".to_vec(),
+        ),
+        (
+            // The parser stops at the first error: one error per seed.
+            "error-offset-missing.svm".to_owned(),
+            b"mmap A size=2M\ngpu write A+ len=4K\n".to_vec(),
+        ),
+        (
+            "error-fill-range.svm".to_owned(),
+            b"mmap A size=2M\ngpu write A len=4K fill=300\n".to_vec(),
+        ),
+        (
+            "error-expect.svm".to_owned(),
+            b"mmap A size=2M\nexpect ranges==1\n".to_vec(),
         ),
         (
             "crlf-bom-tabs.svm".to_owned(),
@@ -592,12 +627,41 @@ pub fn scenario_parser() -> Vec<(String, Vec<u8>)> {
     let dir = crate::scenario_dir();
     for f in crate::svm_files(&dir) {
         let rel = f.strip_prefix(&dir).unwrap_or(&f);
+        // Generated from the unmap_sequences seeds below; they would make the two sets of seeds
+        // depend on each other.
+        if rel.starts_with(TRACE_DIR) {
+            continue;
+        }
         let name = rel.to_string_lossy().replace(['/', '\\'], "-");
         if let Ok(bytes) = std::fs::read(&f) {
             seeds.push((name, bytes));
         }
     }
     seeds
+}
+
+/// The directory, under `tests/scenarios/`, of the scenarios recorded from the
+/// `unmap_sequences` seeds ([`unmap_traces`]).
+pub const TRACE_DIR: &str = "fuzz-seeds";
+
+/// `(file name, text)` of the scenario each `unmap_sequences` seed runs, with every outcome the
+/// simulator gives today. Committed under `tests/scenarios/fuzz-seeds/`: the repository's
+/// scenario test replays them (outcomes, integrity, leaks), and `tests/tests/fuzz_corpus.rs`
+/// checks that they are still what the seeds produce, so any change of behaviour on a seed is
+/// seen and has to be accepted by regenerating them (`GPUSVM_WRITE_SEEDS=1`).
+pub fn unmap_traces() -> Vec<(String, String)> {
+    unmap_sequences()
+        .into_iter()
+        .map(|(name, bytes)| {
+            let program = super::unmap::Program::decode(&bytes);
+            let text = format!(
+                "# Recorded from fuzz/corpus/unmap_sequences/{name} by tests/src/fuzzing/seeds.rs;\n\
+                 # regenerate with GPUSVM_WRITE_SEEDS=1 cargo test -p gpusvm-tests --test fuzz_corpus\n{}",
+                super::unmap::trace(&program)
+            );
+            (format!("{name}.svm"), text)
+        })
+        .collect()
 }
 
 /// Writes the seeds of `target` into `dir`, replacing files of the same name.

@@ -19,11 +19,24 @@
 //! # Oracle
 //!
 //! `Errno`, `Segv` and `Usage` (an operation on a slot that holds no region, a process that
-//! exited) are legal outcomes. After every operation the world settles (the garbage collectors
-//! run). A finding — `OpError::Corruption`, `OpError::Sigbus` (no fault injection is active, so
-//! a migration back to RAM must not fail), a DMA error, a leak at teardown, or a panic in the
-//! simulator or the core — panics with the operations executed so far printed as a runnable
-//! `.svm` scenario with the outcomes observed (`gpusvm-sim run repro.svm` replays it).
+//! exited) are legal outcomes in general: which errno an operation gets depends on what the
+//! sequence did before. Two kinds of outcome are determined, and checked:
+//!
+//! - a sequential GPU read or write of memory the current process maps with that permission
+//!   (every page, whatever the mapping kind, placement or VRAM pressure) must succeed, and one
+//!   touching an unmapped page or lacking the permission must fail (liveness and permission);
+//! - after every operation the world settles (the garbage collectors run) and the structural
+//!   invariants of [`crate::invariants`] hold: ranges disjoint and inside VMAs, valid DMA
+//!   entries reach the frames the CPU maps now, DMA accounting balanced.
+//!
+//! A finding — one of those, `OpError::Corruption`, `OpError::Sigbus` (no fault injection is
+//! active, so a migration back to RAM must not fail), a DMA error or a leak at teardown —
+//! panics with the operations executed so far printed as a runnable `.svm` scenario with the
+//! outcomes observed (`gpusvm-sim run repro.svm` replays it). A panic in the simulator or the
+//! core prints the same trace, up to the operation that panicked, from a panic hook.
+//!
+//! The seeds' traces are also committed as scenarios (`tests/scenarios/fuzz-seeds/`), with
+//! every outcome recorded: replaying them checks the outcomes the oracle above cannot decide.
 
 use std::fmt::Write as _;
 
@@ -836,10 +849,58 @@ impl Program {
 ///
 /// On a finding (see the module docs), with a reproduction.
 pub fn run(data: &[u8]) {
+    install_panic_trace();
     let program = Program::decode(data);
     if let Err(finding) = execute(&program) {
         panic!("{finding}");
     }
+}
+
+thread_local! {
+    /// The trace of the run in progress on this thread and the operation being executed, for
+    /// the panic hook: a panic in the simulator or the core (not a finding of the oracle, which
+    /// prints its own reproduction) still leaves a runnable scenario behind.
+    static IN_PROGRESS: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Chains a panic hook (once per process) that prints the trace of the run in progress before
+/// the previous hook runs (libFuzzer's aborts the process; the test harness's reports).
+fn install_panic_trace() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let pending = IN_PROGRESS
+                .try_with(|t| t.try_borrow_mut().ok().and_then(|mut t| t.take()))
+                .ok()
+                .flatten();
+            if let Some(trace) = pending {
+                eprintln!("unmap_sequences: panic; reproduction (.svm) so far:\n{trace}");
+            }
+            previous(info);
+        }));
+    });
+}
+
+/// Records the trace so far and the operation about to run, for the panic hook.
+fn set_in_progress(run: &Runner, next: Option<&Op>) {
+    let text = match next {
+        Some(op) => format!("{}# panicked in: {op:?}\n", run.trace),
+        None => format!("{}# panicked at teardown\n", run.trace),
+    };
+    let _ = IN_PROGRESS.try_with(|t| {
+        if let Ok(mut t) = t.try_borrow_mut() {
+            *t = Some(text);
+        }
+    });
+}
+
+fn clear_in_progress() {
+    let _ = IN_PROGRESS.try_with(|t| {
+        if let Ok(mut t) = t.try_borrow_mut() {
+            *t = None;
+        }
+    });
 }
 
 /// What a failed run found, with the reproduction.
@@ -874,6 +935,7 @@ pub fn execute(program: &Program) -> Result<(), Finding> {
     let mut i = 0;
     while i < program.ops.len() {
         let first = i;
+        set_in_progress(&run, program.ops.get(i));
         i += run.step(&program.ops[i..]);
         run.world.settle();
         let mut problems = std::mem::take(&mut run.problems);
@@ -883,11 +945,15 @@ pub fn execute(program: &Program) -> Result<(), Finding> {
                 .into_iter()
                 .map(|e| format!("DMA error: {e}")),
         );
+        problems.extend(crate::invariants::check_world(&run.world));
         if !problems.is_empty() {
+            clear_in_progress();
             return Err(run.finding(problems.join("; "), first));
         }
     }
+    set_in_progress(&run, None);
     let leaks = run.world.teardown();
+    clear_in_progress();
     if !leaks.is_empty() {
         let n = program.ops.len();
         return Err(run.finding(format!("leaks at teardown: {}", leaks.join("; ")), n));
@@ -897,13 +963,17 @@ pub fn execute(program: &Program) -> Result<(), Finding> {
 
 /// Runs a program and returns the scenario trace, whatever happens (for seeds and triage).
 pub fn trace(program: &Program) -> String {
+    install_panic_trace();
     let mut run = Runner::new(program.setup);
     let mut i = 0;
     while i < program.ops.len() {
+        set_in_progress(&run, program.ops.get(i));
         i += run.step(&program.ops[i..]);
         run.world.settle();
     }
+    set_in_progress(&run, None);
     let leaks = run.world.teardown();
+    clear_in_progress();
     for leak in leaks {
         let _ = writeln!(run.trace, "# leak at teardown: {leak}");
     }
@@ -1155,11 +1225,63 @@ impl Runner {
             Op::Concurrent { .. } => {}
             _ => {
                 if let Some(p) = self.plan(op) {
+                    let expect = self.gpu_expectation(&p.kind);
                     let r = (p.task)(&self.world);
+                    let wrong = match (expect, &r) {
+                        (Some(true), Err(e)) if !matches!(e, OpError::Usage(_)) => {
+                            Some(format!("failed on memory mapped with its permission: {e}"))
+                        }
+                        (Some(false), Ok(())) => {
+                            Some("succeeded on memory without its permission".to_string())
+                        }
+                        _ => None,
+                    };
+                    let kind = p.kind.to_string();
                     self.note(p.kind, &r);
+                    if let Some(what) = wrong {
+                        let _ = writeln!(self.trace, "# FINDING: the access above {what}");
+                        self.problems.push(format!("`{kind}` {what}"));
+                    }
                 }
             }
         }
+    }
+
+    /// What a sequential GPU read or write must do, from the current process's VMAs (no fault
+    /// injection is active and nothing runs concurrently, so the outcome is determined):
+    /// `Some(true)` succeed — every page is mapped with the access's permission, whatever the
+    /// mapping kind, placement or VRAM pressure; `Some(false)` fail — some page is unmapped or
+    /// lacks the permission. `None` for other operations.
+    fn gpu_expectation(&self, kind: &StmtKind) -> Option<bool> {
+        let (span, write) = match kind {
+            StmtKind::GpuRead { span, .. } => (span, false),
+            StmtKind::GpuWrite { span, .. } => (span, true),
+            _ => return None,
+        };
+        let (Address::Absolute(start), Some(len)) = (&span.addr, span.len) else {
+            return None;
+        };
+        if len == 0 {
+            return None;
+        }
+        let proc = self.world.current().ok()?;
+        let end = start.checked_add(len)?;
+        let mut a = *start;
+        while a < end {
+            let Some(vma) = proc.mm.vma(a).filter(|v| v.start <= a && a < v.end) else {
+                return Some(false);
+            };
+            let allowed = if write {
+                vma.prot.writable()
+            } else {
+                vma.prot.readable()
+            };
+            if !allowed {
+                return Some(false);
+            }
+            a = vma.end;
+        }
+        Some(true)
     }
 
     /// Resolves the operands of a memory or device operation against the current regions;

@@ -118,7 +118,10 @@ unsafe impl Mm for SimMm {
                     Some(Pte::Device { pfn, write: w }) => {
                         let dev = crate::mem::device_of_pfn(pfn);
                         let owner = dev.and_then(|d| mm.shared.owner(d));
-                        if owner.is_some() && owner == range.dev_private_owner && (w || !write) {
+                        // As the kernel does: the caller's own device pages are reported, not
+                        // faulted, even when a write is requested and the entry is read-only
+                        // (copy-on-write after fork); the caller must check the WRITE bit.
+                        if owner.is_some() && owner == range.dev_private_owner {
                             *slot = HmmPfn::present(pfn, w, 0);
                             false
                         } else if fault {
