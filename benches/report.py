@@ -5,14 +5,44 @@ Run after `cargo bench -p gpusvm-benches` (criterion writes target/criterion/**/
 
     python3 benches/report.py [target/criterion]
 
-Every ratio divides two medians measured in the same `cargo bench` run.
+Every ratio divides two medians measured in the same `cargo bench` run, provided every bench
+target was run together: the script warns (on stderr) when criterion's estimate files span more
+than 30 minutes, or when a paired result is older than the estimates, i.e. when the table mixes
+runs. After re-running only some targets, take from the table only their rows.
 """
 
+import glob
 import json
 import os
 import sys
+import time
 
 ROOT = sys.argv[1] if len(sys.argv) > 1 else "target/criterion"
+MAX_SPAN = 30 * 60  # seconds: a whole run takes 4–9 minutes
+
+
+def check_runs():
+    """Warns when the results come from different runs (file modification times)."""
+    est = {}
+    for f in glob.glob(os.path.join(ROOT, "**", "new", "estimates.json"), recursive=True):
+        group = os.path.relpath(f, ROOT).split(os.sep)[0]
+        est.setdefault(group, []).append(os.path.getmtime(f))
+    if not est:
+        return est
+    allm = [m for ms in est.values() for m in ms]
+    if max(allm) - min(allm) > MAX_SPAN:
+        print(f"warning: criterion results span {fmt(min(allm))} to {fmt(max(allm))}: the table "
+              "mixes runs; per group:", file=sys.stderr)
+        for group, ms in sorted(est.items()):
+            print(f"  {group}: {fmt(min(ms))} to {fmt(max(ms))}", file=sys.stderr)
+    return est
+
+
+def fmt(t):
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t))
+
+
+ESTIMATES = check_runs()
 
 
 def median(path):
@@ -46,11 +76,20 @@ rows = []
 
 def paired(name):
     """A paired result saved by the benchmarks (gpusvm_benches::Paired::save), or None."""
+    f = os.path.join(ROOT, "paired", name + ".json")
     try:
-        with open(os.path.join(ROOT, "paired", name + ".json")) as fh:
-            return json.load(fh)
+        with open(f) as fh:
+            p = json.load(fh)
     except (OSError, ValueError):
         return None
+    # A paired result is written just before the criterion benchmarks of its target: one much
+    # older than the estimates of its group comes from an earlier run.
+    group = name.split("_")[0]
+    ms = ESTIMATES.get(group)
+    if ms and min(ms) - os.path.getmtime(f) > 600:
+        print(f"warning: paired result {name} ({fmt(os.path.getmtime(f))}) is older than the "
+              f"{group} estimates ({fmt(min(ms))}): from an earlier run", file=sys.stderr)
+    return p
 
 
 def paired_row(what, name, base_name, note, invert=False):
@@ -72,10 +111,14 @@ def row(what, measured, baseline, base_name, note=""):
 
 
 SIZES = [("1", "1"), ("1000", "1K"), ("100000", "100K"), ("1000000", "1M")]
-paired_row("GOAL fault-hit lookup, 1M ranges (per 100K lookups)", "lookup_1000000",
-           "BTreeMap floor lookup", "goal: ≤ 1.00")
-paired_row("fault-hit lookup, 100K ranges (per 100K lookups)", "lookup_100000",
-           "BTreeMap floor lookup", "")
+paired_row("GOAL fault-hit lookup, 1M ranges (per 100K lookups)", "lookup_sameorder_1000000",
+           "BTreeMap floor lookup, same random insertion order", "goal: ≤ 1.00")
+paired_row("GOAL fault-hit lookup, 1M ranges (per 100K lookups)", "lookup_packed_1000000",
+           "packed BTreeMap (collect() of sorted input)", "goal: ≤ 1.00")
+paired_row("fault-hit lookup, 100K ranges (per 100K lookups)", "lookup_sameorder_100000",
+           "BTreeMap floor lookup, same random insertion order", "")
+paired_row("fault-hit lookup, 100K ranges (per 100K lookups)", "lookup_packed_100000",
+           "packed BTreeMap (collect() of sorted input)", "")
 paired_row("GOAL migrate_to_devmem 2M, bytes/s vs memcpy", "migrate_2M", "memcpy of 2M",
            "goal: ≥ 0.80", invert=True)
 paired_row("GOAL migrate_to_devmem 32M, bytes/s vs memcpy", "migrate_32M", "memcpy of 32M",
@@ -85,6 +128,9 @@ for n, label in SIZES:
     bt = median(f"lookup/btreemap/{n}")
     row(f"fault-hit lookup, {label} ranges", core, bt, "BTreeMap floor lookup",
         "goal at 1M: ≤ 1.00" if n == "1000000" else "")
+for n, label in SIZES:
+    row(f"fault-hit lookup, {label} ranges", median(f"lookup/core/{n}"),
+        median(f"lookup/btreemap_packed/{n}"), "packed BTreeMap (collect() of sorted input)")
 for n, label in SIZES:
     core = median(f"lookup/core/{n}")
     row(f"fault-hit lookup, {label} ranges", core, median(f"lookup/btreemap_boxed/{n}"),
@@ -108,6 +154,9 @@ for k in ["1", "16", "256"]:
     row(f"invalidate k={k}: 1M (groups in a 1K window) vs 1K ranges",
         median(f"invalidate/core_window1k_k={k}/1000000"),
         median(f"invalidate/core_k={k}/1000"), "same k, 1K ranges", "same memory touched")
+    paired_row(f"invalidate k={k}: 1M (groups in a 1K window) vs 1K ranges, same groups "
+               "(per 128 batches)", f"invalidate_1m_vs_1k_k{k}", "same groups, 1K ranges",
+               "same memory touched")
 for n, label in SIZES[1:]:
     row(f"invalidate k=256 vs k=1 among {label}", median(f"invalidate/core_k=256/{n}"),
         median(f"invalidate/core_k=1/{n}"), "k=1", "grows with k")
@@ -133,6 +182,9 @@ for size in ["2M", "32M"]:
     rows.append((f"migrate_to_devmem {size}, bytes/s vs the copy engine alone", ns(core),
                  ns(median(f"migrate/engine_only/{size}")), "same 8 MiB copy calls, no core",
                  ratio(median(f"migrate/engine_only/{size}"), core), ""))
+    mc8 = median(f"migrate/memcpy_8m_calls/{size}")
+    rows.append((f"migrate_to_devmem {size}, bytes/s vs memcpy in 8 MiB calls", ns(core),
+                 ns(mc8), f"memcpy of {size} in 8 MiB calls", ratio(mc8, core), ""))
 
 zc = median("sim_faults/zero_cost/2m")
 for wl, faults in [("2m_ram", 16), ("2m_vram", 16), ("4k_sparse", 1024)]:

@@ -43,7 +43,8 @@ fn benches(c: &mut Criterion) {
             assert_eq!(mm.free_device_pages() as u64, size / PAGE);
             assert!(devmem.state().is_detached());
         }
-        // Paired: migration against memcpy of the same bytes, alternating.
+        // Paired: migration against memcpy of the same bytes, back to back, which one runs first
+        // alternating from round to round (`paired`).
         {
             let src = vec![0x5au8; size as usize];
             let mut dst = vec![0u8; size as usize];

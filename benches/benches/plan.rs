@@ -86,6 +86,11 @@ fn benches(c: &mut Criterion) {
                  copied"
             );
             assert_eq!(calls, best, "planner not optimal for {label} {kind}");
+            let wanted = facts.iter().filter(|f| f.copier != Copier::Skip).count();
+            assert_eq!(
+                pages, wanted,
+                "planner copies {pages} pages for {label} {kind}, not the {wanted} non-skipped"
+            );
             g.bench_function(BenchmarkId::new(format!("planner/{kind}"), label), |b| {
                 b.iter(|| plan(black_box(&facts), MAX_PAGES).count())
             });

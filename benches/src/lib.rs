@@ -811,6 +811,35 @@ pub fn build_tree(svm: &mut Svm<BenchDriver>, mm: &BenchMm, n: u64) {
     mm.set_vma_mode(VmaMode::Everything);
 }
 
+/// Like [`build_tree`], but creates the ranges [`range_addr`]`(i)` for `i` in `order` (for
+/// example a random permutation of `0..n`, as faults arrive), so that the ranges are also
+/// allocated in that order.
+///
+/// # Panics
+///
+/// If an insertion fails.
+pub fn build_tree_in_order(svm: &mut Svm<BenchDriver>, mm: &BenchMm, order: &[u64]) {
+    mm.set_vma_mode(VmaMode::PerPage);
+    let (gpuva, ctx) = (gpuva(), ctx());
+    for &i in order {
+        let r = svm
+            .range_find_or_insert(range_addr(i), gpuva, &ctx)
+            .expect("insert");
+        debug_assert_eq!(r.size(), PAGE);
+    }
+    mm.set_vma_mode(VmaMode::Everything);
+}
+
+/// A uniformly random permutation of `0..n` (Fisher–Yates with [`Rng`] seeded by `seed`).
+pub fn shuffled(n: u64, seed: u64) -> Vec<u64> {
+    let mut v: Vec<u64> = (0..n).collect();
+    let mut rng = Rng::new(seed);
+    for i in (1..v.len()).rev() {
+        v.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    v
+}
+
 /// DMA-maps the pages of the range at `addr`.
 ///
 /// # Panics
@@ -903,16 +932,19 @@ pub const SIZES: Sizes = Sizes {
     dma_entry: std::mem::size_of::<DmaEntry>(),
 };
 
-// Size budgets, checked at compile time: growing a structure fails the build until the budget
-// (and docs/PERFORMANCE.md, "Memory") is updated deliberately.
-const _: () = assert!(SIZES.range <= 152, "Range<BenchDriver> grew past 152 bytes");
+// Sizes, checked at compile time for equality: any change to a structure, growth or
+// shrinkage, fails the build until docs/PERFORMANCE.md ("Memory") and these values are updated.
 const _: () = assert!(
-    SIZES.pages <= 64,
-    "SvmPages<BenchDriver> grew past 64 bytes"
+    SIZES.range == 152,
+    "Range<BenchDriver> is no longer 152 bytes"
 );
 const _: () = assert!(
-    SIZES.notifier - SIZES.notifier_backend <= 1080,
-    "Notifier<BenchDriver> (without the backend's storage) grew past 1080 bytes"
+    SIZES.pages == 64,
+    "SvmPages<BenchDriver> is no longer 64 bytes"
+);
+const _: () = assert!(
+    SIZES.notifier - SIZES.notifier_backend == 1080,
+    "Notifier<BenchDriver> (without the backend's storage) is no longer 1080 bytes"
 );
 const _: () = assert!(SIZES.dma_entry == 8, "DmaEntry is no longer 8 bytes");
 
@@ -945,9 +977,11 @@ impl std::fmt::Display for Paired {
 }
 
 /// A paired comparison that tolerates a machine whose load changes: after three warm-up rounds,
-/// runs `a` then `b`, `rounds` times, each returning the time of its own timed part, and takes
-/// the median of the per-round ratios. Adjacent runs see the same load, so the ratio is steadier than a ratio of two
-/// medians taken seconds apart.
+/// runs `a` and `b` back to back, `rounds` times, each returning the time of its own timed part,
+/// and takes the median of the per-round ratios. Adjacent runs see the same load, so the ratio is
+/// steadier than a ratio of two medians taken seconds apart. The order alternates: even rounds
+/// run `a` first, odd rounds `b` first, so that neither side always inherits the other's cache
+/// state or always runs first after a preemption.
 pub fn paired(
     rounds: usize,
     mut a: impl FnMut() -> std::time::Duration,
@@ -961,8 +995,14 @@ pub fn paired(
     let mut ta = Vec::with_capacity(rounds);
     let mut tb = Vec::with_capacity(rounds);
     let mut ratios = Vec::with_capacity(rounds);
-    for _ in 0..rounds.max(1) {
-        let (x, y) = (a(), b());
+    for round in 0..rounds.max(1) {
+        let (x, y) = if round % 2 == 0 {
+            let x = a();
+            (x, b())
+        } else {
+            let y = b();
+            (a(), y)
+        };
         ta.push(x);
         tb.push(y);
         ratios.push(x.as_secs_f64() / y.as_secs_f64().max(1e-12));
