@@ -162,7 +162,8 @@ cp -r "$SHIM" "$MOD"
 cp "$OUT/deps.mk" "$MOD/deps.mk"
 "${KMAKE[@]}" M="$MOD" -j"$JOBS" modules > "$OUT/module-build.log" 2>&1 ||
 	{ cat "$OUT/module-build.log"; die "module build failed"; }
-if grep -E '^(warning|error)|: (warning|error):' "$OUT/module-build.log"; then
+# Case-insensitive: modpost reports as "WARNING: modpost: ...".
+if grep -iE '^(warning|error)|: (warning|error):' "$OUT/module-build.log"; then
 	die "the module build has warnings (log: $OUT/module-build.log)"
 fi
 

@@ -37,6 +37,9 @@ pub(crate) const VRAM_PAGES: usize = 4096;
 /// Largest allocation (one 2 MiB migration chunk).
 pub(crate) const MAX_ALLOC_PAGES: usize = 512;
 
+// VRAM page indices are stored as `u16` in [`DevmemInner`].
+const _: () = assert!(VRAM_PAGES <= u16::MAX as usize + 1);
+
 fn cerr(e: gpusvm_core::Error) -> kernel::error::Error {
     kernel::error::Error::from_errno(e.to_errno())
 }
@@ -202,24 +205,35 @@ impl Device {
         Ok(dev)
     }
 
-    /// Module exit: no file is open (each holds a module reference).
+    /// Module exit: no file is open (each holds a module reference, and `open` cannot take one
+    /// any more: the module is going).
+    ///
+    /// Device removal as `lib/test_hmm.c` does it: first move everything still in VRAM back to
+    /// RAM (processes that closed the file may still have pages here), retrying until it is
+    /// all out, because `memunmap_pages` waits for every device page to be freed; then remove
+    /// the device file.
     pub(crate) fn destroy(dev: Pin<KBox<Device>>) {
         dev.removed.store(true, Ordering::Release);
+        let mut tries = 0u64;
+        while dev.vram_used() > 0 {
+            let r = dev.evict_all();
+            tries += 1;
+            if dev.vram_used() == 0 {
+                break;
+            }
+            if tries % 100 == 0 {
+                pr_warn!(
+                    "exit: {} vram pages still in use after {} eviction rounds ({:?}); retrying\n",
+                    dev.vram_used(),
+                    tries,
+                    r
+                );
+            }
+            // SAFETY: Sleeping is fine in module exit.
+            unsafe { bindings::msleep(10) };
+        }
         // SAFETY: Registered by `create`.
         unsafe { ext::misc_deregister(dev.misc.get()) };
-        // Device removal: move everything still in VRAM back to RAM (processes that closed the
-        // file may still have pages here), so that `memunmap_pages` can complete.
-        let mut tries = 0;
-        while dev.vram_used() > 0 && tries < 100 {
-            if let Err(e) = dev.evict_all() {
-                pr_warn!("eviction at exit: {:?}\n", e);
-            }
-            tries += 1;
-            if dev.vram_used() > 0 {
-                // SAFETY: Sleeping is fine in module exit.
-                unsafe { bindings::msleep(10) };
-            }
-        }
         pr_info!(
             "exit: vram pages in use {}, device allocations {}, pagemap references {}, dma mappings {}\n",
             dev.vram_used(),
@@ -347,7 +361,7 @@ impl Device {
             return Err(code::ENODEV);
         }
         let dma = self.dma().ok_or(code::ENODEV)?.clone();
-        let mut pages = KArray::try_new(npages, 0u32, KAlloc)?;
+        let mut pages = [0u16; MAX_ALLOC_PAGES];
         let state = DevmemState::new(
             DevmemEnv {
                 mm,
@@ -374,15 +388,16 @@ impl Device {
                 if !g.is_used(i) {
                     g.set_used(i, true);
                     if let Some(p) = pages.get_mut(k) {
-                        *p = i as u32;
+                        // `i < VRAM_PAGES`, which fits (const assertion above).
+                        *p = i as u16;
                     }
                     k += 1;
                 }
             }
             g.nused += npages;
         }
-        for &i in pages.iter() {
-            if let Some(&p) = self.backing.0.get(i as usize) {
+        for &i in pages.iter().take(npages) {
+            if let Some(&p) = self.backing.0.get(usize::from(i)) {
                 // SAFETY: A backing page owned by the device and now by this allocation only.
                 unsafe {
                     let va = ext::gs_kmap_local_page(p as *mut bindings::page);
@@ -395,12 +410,13 @@ impl Device {
             refcount: AtomicUsize::new(1),
             state,
             dev: NonNull::from(self),
+            npages,
             pages,
         };
         let inner = match CoreBox::try_new(inner, KAlloc) {
             Ok(b) => b,
             Err((e, inner)) => {
-                self.release_pages(&inner.pages);
+                self.release_pages(inner.page_list());
                 return Err(e);
             }
         };
@@ -408,8 +424,8 @@ impl Device {
         {
             let mut g = self.vram.lock();
             // SAFETY: We own the only reference.
-            for &i in unsafe { ptr.as_ref() }.pages.iter() {
-                if let Some(o) = g.owners.get_mut(i as usize) {
+            for &i in unsafe { ptr.as_ref() }.page_list() {
+                if let Some(o) = g.owners.get_mut(usize::from(i)) {
                     *o = ptr.as_ptr() as usize;
                 }
             }
@@ -419,11 +435,11 @@ impl Device {
         Ok(DmirrorDevmem(ptr))
     }
 
-    fn release_pages(&self, pages: &[u32]) {
+    fn release_pages(&self, pages: &[u16]) {
         let mut g = self.vram.lock();
         for &i in pages {
-            g.set_used(i as usize, false);
-            if let Some(o) = g.owners.get_mut(i as usize) {
+            g.set_used(usize::from(i), false);
+            if let Some(o) = g.owners.get_mut(usize::from(i)) {
                 *o = 0;
             }
         }
@@ -475,14 +491,28 @@ impl Device {
 ///
 /// # Invariants
 ///
-/// `refcount` counts the [`DmirrorDevmem`] handles. The pages listed in `pages` are marked
-/// used, with this allocation as owner, until the count drops to zero. `dev` outlives it
-/// (module exit evicts every allocation before freeing the device).
+/// `refcount` counts the [`DmirrorDevmem`] handles. The pages listed in
+/// `pages[..npages]` are marked used, with this allocation as owner, until the count drops to
+/// zero. `npages <= MAX_ALLOC_PAGES`. `dev` outlives it (module exit evicts every allocation
+/// before freeing the device).
+///
+/// The page list is an inline array, not a separate heap array: the last handle may be
+/// dropped in the page-free callback, under page-table locks, so everything this frees must
+/// be slab memory (`kfree`, never `vfree`, which may sleep). The whole value is one core
+/// `KBox`, an [`gpusvm_core::AllocKind::Object`] allocation (`kmalloc`).
 pub(crate) struct DevmemInner {
     refcount: AtomicUsize,
     state: DevmemState<Drv>,
     dev: NonNull<Device>,
-    pages: KArray<u32, KAlloc>,
+    npages: usize,
+    pages: [u16; MAX_ALLOC_PAGES],
+}
+
+impl DevmemInner {
+    /// The VRAM page indices of the allocation.
+    fn page_list(&self) -> &[u16] {
+        self.pages.get(..self.npages).unwrap_or(&[])
+    }
 }
 
 /// A counted handle to a [`DevmemInner`] (Xe: a reference on a VRAM buffer object).
@@ -585,7 +615,7 @@ impl Drop for DmirrorDevmem {
         }
         core::sync::atomic::fence(Ordering::Acquire);
         let dev = self.dev();
-        dev.release_pages(&self.inner().pages);
+        dev.release_pages(self.inner().page_list());
         dev.stats.devmem_live.fetch_sub(1, Ordering::Relaxed);
         // SAFETY: The count reached zero and the allocation is unlisted: nothing refers to it.
         drop(unsafe { CoreBox::from_raw(self.0, KAlloc) });
@@ -599,7 +629,7 @@ impl DevmemAllocation<Drv> for DmirrorDevmem {
 
     fn populate_pfns(&self, pfns: &mut [u64]) -> gpusvm_core::Result {
         let first = self.dev().mem().ok_or(code::ENODEV)?.first_pfn();
-        for (d, &i) in pfns.iter_mut().zip(self.inner().pages.iter()) {
+        for (d, &i) in pfns.iter_mut().zip(self.inner().page_list()) {
             *d = first + u64::from(i);
         }
         Ok(())

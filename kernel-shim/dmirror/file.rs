@@ -171,8 +171,20 @@ fn write_back<T: kernel::types::AsBytes>(arg: c_ulong, v: &T) -> CoreResult {
 }
 
 /// A temporary MMU interval notifier for an HMM walk outside the core's ranges (test_hmm's
-/// snapshot does the same). The walk result is advisory, so its subscriber only records the
-/// sequence number.
+/// snapshot does the same).
+///
+/// Its subscriber calls `set_seq` without a user lock, unlike what the core's `Subscriber`
+/// contract asks (`set_seq` under the lock that also covers `read_retry`). That lock exists so
+/// that a reader can validate its walk and use the result before the next invalidation
+/// completes; nobody here does: `hmm_walk` only relies on `hmm_range_fault` itself, which
+/// checks the sequence (and returns `EBUSY`) while it walks. So its results are unvalidated
+/// snapshots: an invalidation may change or free a page right after the walk. The callers
+/// treat them as such: RESIDENCY reports them to user space as advisory (the tests use them
+/// only when nothing races), MIGRATE_TO_SYS only uses them to choose which runs to fault
+/// again (a stale choice faults a page that is already in RAM, or leaves one that just moved),
+/// and neither dereferences a page's zone-device data. `classify_page` only reads the struct
+/// page, which exists as long as the frame is valid (the device's own pagemap cannot go away
+/// while a file is open).
 struct TempNotifier {
     n: KNotifier,
 }
@@ -402,12 +414,18 @@ impl Mirror {
             let nl = svm.notifier_lock();
             for (i, o) in out.iter_mut().enumerate() {
                 let addr = span.start() + (i * PAGE_SIZE) as u64;
-                let mapped = svm.range_at(addr).is_some_and(|r| {
+                let pte = svm.range_at(addr).and_then(|r| {
                     let idx = ((addr - r.start()) >> PAGE_SHIFT) as usize;
-                    svm.range_pages_valid(&nl, r) && r.data().ptes.get(idx).is_some()
+                    if !svm.range_pages_valid(&nl, r) {
+                        return None;
+                    }
+                    r.data().ptes.get(idx)
                 });
-                if mapped {
+                if let Some(pte) = pte {
                     *o |= uapi::PAGE_GPU_MAPPED;
+                    if pte.writable {
+                        *o |= uapi::PAGE_GPU_WRITE;
+                    }
                 }
             }
         }

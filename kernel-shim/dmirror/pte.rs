@@ -86,6 +86,15 @@ impl PteTable {
         let mut slots = self.entries().iter();
         for e in entries {
             let mut bits = u64::from(e.proto().value()) | PTE_VALID;
+            // The GPU may write a page only if the CPU's page table lets the process write it
+            // (lib/test_hmm.c takes the bit from HMM_PFN_WRITE). The DMA direction is the
+            // core's statement of exactly that: `Bidirectional` only for a get_pages that
+            // asked for write access (`!ctx.read_only`), which succeeds only if every page is
+            // writable: system pages are faulted with `HMM_PFN_REQ_WRITE` (an error, not a
+            // read-only entry, if that fails), and the device's own device-private pages,
+            // which `hmm_range_fault` reports without faulting, are refused with `EOPNOTSUPP`
+            // unless HMM reports them writable (after fork they are copy-on-write and are not:
+            // the driver evicts them to RAM, where the retried write fault breaks the COW).
             if e.dir() == DmaDirection::Bidirectional {
                 bits |= PTE_WRITE;
             }

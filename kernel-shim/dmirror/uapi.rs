@@ -39,3 +39,4 @@ pub(crate) const PAGE_WRITE: u8 = GPUSVM_DMIRROR_PAGE_WRITE as u8;
 pub(crate) const PAGE_DEVICE: u8 = GPUSVM_DMIRROR_PAGE_DEVICE as u8;
 pub(crate) const PAGE_GPU_MAPPED: u8 = GPUSVM_DMIRROR_PAGE_GPU_MAPPED as u8;
 pub(crate) const PAGE_ERROR: u8 = GPUSVM_DMIRROR_PAGE_ERROR as u8;
+pub(crate) const PAGE_GPU_WRITE: u8 = GPUSVM_DMIRROR_PAGE_GPU_WRITE as u8;

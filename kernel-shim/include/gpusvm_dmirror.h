@@ -29,12 +29,17 @@ struct gpusvm_dmirror_cmd {
 	__u64 retries;	/* out: extra fault-loop rounds (invalidations raced with the fault) */
 };
 
-/* Per-page residency flags (RESIDENCY). */
+/*
+ * Per-page residency flags (RESIDENCY). The CPU side (PRESENT, WRITE, DEVICE, ERROR) is an
+ * HMM snapshot that is not validated against concurrent invalidations: exact only while
+ * nothing else changes the address space. The GPU side is read under the GPU VM's locks.
+ */
 #define GPUSVM_DMIRROR_PAGE_PRESENT	(1 << 0)	/* the CPU has a page here */
-#define GPUSVM_DMIRROR_PAGE_WRITE	(1 << 1)	/* ... mapped writable */
+#define GPUSVM_DMIRROR_PAGE_WRITE	(1 << 1)	/* ... mapped writable by the CPU */
 #define GPUSVM_DMIRROR_PAGE_DEVICE	(1 << 2)	/* ... in this device's memory */
 #define GPUSVM_DMIRROR_PAGE_GPU_MAPPED	(1 << 3)	/* the GPU page table maps it */
 #define GPUSVM_DMIRROR_PAGE_ERROR	(1 << 4)	/* no access (PROT_NONE, no VMA) */
+#define GPUSVM_DMIRROR_PAGE_GPU_WRITE	(1 << 5)	/* ... and its GPU PTE allows writes */
 
 struct gpusvm_dmirror_stats {
 	/* This file's GPU VM (its gpusvm core instance). */

@@ -4,6 +4,7 @@
  * No logic lives here: each function forwards to the inline, or reads one field the Rust
  * bindings only see through anonymous unions.
  */
+#include <linux/bug.h>
 #include <linux/dma-direct.h>
 #include <linux/dma-mapping.h>
 #include <linux/highmem.h>
@@ -101,3 +102,9 @@ void gs_release_mem_region(resource_size_t start, resource_size_t n)
 void gs_cond_resched(void) { cond_resched(); }
 
 int gs_numa_node_id(void) { return numa_node_id(); }
+
+/* asm-generic/bug.h: WARN_ONCE is a macro. */
+void gs_warn_bad_pfn(const char *what, unsigned long pfn)
+{
+	WARN_ONCE(1, "gpusvm_kshim: %s: pfn %#lx has no struct page\n", what, pfn);
+}

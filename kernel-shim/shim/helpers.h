@@ -89,4 +89,7 @@ void gs_cond_resched(void);
 /* linux/topology.h */
 int gs_numa_node_id(void);
 
+/* asm-generic/bug.h */
+void gs_warn_bad_pfn(const char *what, unsigned long pfn);
+
 #endif

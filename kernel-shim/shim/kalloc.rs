@@ -41,9 +41,13 @@ fn request_size(layout: Layout, kind: AllocKind) -> Option<usize> {
 }
 
 // SAFETY: `krealloc(NULL, n)`/`kvrealloc(NULL, n)` return `n` bytes or NULL; `request_size`
-// makes the allocator's alignment guarantee cover `layout`; `kfree`/`kvfree` may be called from
-// any context the core frees from (they do not sleep for slab memory, and arrays are only
-// freed in process context: the core frees its scratch arrays outside atomic sections).
+// makes the allocator's alignment guarantee cover `layout`. Freeing: `kfree` never sleeps, so
+// objects may be freed in any context, including the page-free callback (page-table locks
+// held). `kvfree` sleeps when the memory came from vmalloc, which `kvmalloc` uses only for
+// sizes above a page when kmalloc fails; so an array may be freed in atomic context only if
+// it is at most `PAGE_SIZE` bytes. The core frees its scratch arrays outside atomic sections;
+// what a driver may drop in the page-free path (its `DevmemAllocation`, e.g. dmirror's
+// `DevmemInner`) must be objects, or arrays within that limit.
 unsafe impl Allocator for KAlloc {
     fn allocate(&self, layout: Layout, kind: AllocKind) -> Result<NonNull<u8>> {
         let size = request_size(layout, kind).ok_or(code::ENOMEM)?;

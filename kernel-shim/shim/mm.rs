@@ -88,6 +88,13 @@ fn page_of(pfn: u64) -> Option<NonNull<bindings::page>> {
     NonNull::new(unsafe { ext::gs_pfn_to_page(pfn) })
 }
 
+/// A `WARN_ONCE` for a page frame the core passed that has no struct page (a core or driver
+/// bug: the trait methods that cannot fail have no other way to report it).
+fn warn_bad_pfn(what: &core::ffi::CStr, pfn: u64) {
+    // SAFETY: `what` is a NUL-terminated string valid for the call.
+    unsafe { ext::gs_warn_bad_pfn(what.as_ptr().cast(), pfn as c_ulong) };
+}
+
 fn npages(start: u64, end: u64) -> Result<usize> {
     let mask = (1u64 << PAGE_SHIFT) - 1;
     if start & mask != 0 || end & mask != 0 || end <= start {
@@ -229,8 +236,15 @@ unsafe fn vma_info(vma: *mut bindings::vm_area_struct) -> Option<VmaInfo> {
 // SAFETY:
 // - `classify_page` reports `Device` only for pages of pagemaps registered through
 //   `DevicePrivate` (whose pages only the core initializes, via `device_page_init`) with a
-//   non-NULL zone-device data, which `DevicePrivate`'s `page_free` clears before calling
-//   `device_page_free`;
+//   non-NULL zone-device data. `DevicePrivate`'s `page_free` clears that data before it calls
+//   `device_page_free`, so a page whose free has been reported is never classified as the
+//   core's again. That alone does not make a result current: the read is not atomic with a
+//   concurrent free, so a page may be freed right after it was classified. What keeps the
+//   page (and so its `zone_data`) alive while the core uses it is the caller's side of the
+//   contract: either the core holds the page through a migration (`migrate_vma_*` /
+//   `migrate_device_*` collected it, with a reference and the page lock), or it classified a
+//   page of an HMM walk and validates the walk's notifier sequence under its notifier lock
+//   (`read_retry`) before it dereferences `zone_data` (next point);
 // - pages reported by `hmm_range_fault` stay allocated until an invalidation of their address
 //   has called the interval notifier: that is core mm's contract for `hmm_range_fault`;
 // - `migrate_vma_*`/`migrate_device_*` are the kernel's own, called with the arrays the core
@@ -441,7 +455,10 @@ unsafe impl Mm for KMm {
     }
 
     fn device_page_init(&self, pfn: u64, zone_data: usize) {
-        let Some(page) = page_of(pfn) else { return };
+        let Some(page) = page_of(pfn) else {
+            warn_bad_pfn(c"device_page_init", pfn);
+            return;
+        };
         // SAFETY: The core passes a free page of a pagemap it manages (from the driver's
         // `populate_pfns`); initializing it takes a pgmap reference and the page lock.
         unsafe {
@@ -466,7 +483,10 @@ unsafe impl Mm for KMm {
     }
 
     fn put_locked_page(&self, pfn: u64) {
-        let Some(page) = page_of(pfn) else { return };
+        let Some(page) = page_of(pfn) else {
+            warn_bad_pfn(c"put_locked_page", pfn);
+            return;
+        };
         // SAFETY: The core passes a destination page it allocated or initialized (locked, one
         // reference) and no longer uses.
         unsafe {
@@ -637,5 +657,19 @@ unsafe impl IntervalNotifier for KNotifier {
     fn set_seq(&self, cur_seq: u64) {
         // SAFETY: Called from the invalidate callback of this registered notifier.
         unsafe { ext::gs_mmu_interval_set_seq(self.raw(), cur_seq as c_ulong) };
+    }
+}
+
+impl Drop for KNotifier {
+    /// Removes the notifier if its owner did not (`mmu_interval_notifier_remove` waits for
+    /// running callbacks), so that core mm never keeps a pointer to freed memory. Owners are
+    /// expected to remove it themselves, outside its callbacks and before the subscriber goes.
+    fn drop(&mut self) {
+        if self.registered.load(Ordering::Acquire) {
+            // SAFETY: Registered. As for `remove`, the owner must not drop the notifier from
+            // inside one of its own callbacks; the subscriber outlives the registration by
+            // `insert`'s contract, which extends to this removal.
+            unsafe { IntervalNotifier::remove(self) };
+        }
     }
 }

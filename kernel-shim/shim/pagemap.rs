@@ -102,7 +102,8 @@ unsafe extern "C" fn migrate_to_ram<D: SvmDriver<Mm = KMm>>(
     let Some(mm) = (unsafe { KMm::grab(mm) }) else {
         return ext::GS_CONST_VM_FAULT_SIGBUS;
     };
-    // SAFETY: The fault handler holds a reference on `page`.
+    // SAFETY: The fault handler holds a reference on `page` (6.12's `do_swap_page` takes one
+    // with `get_page` before calling us; it does not lock the page).
     let (zone_data, pfn) = unsafe {
         (
             ext::gs_page_zone_device_data(page) as usize,
@@ -115,7 +116,10 @@ unsafe extern "C" fn migrate_to_ram<D: SvmDriver<Mm = KMm>>(
     // SAFETY: The fault handler holds the mmap lock for the whole call (see above).
     let lock = unsafe { MmapReadGuard::assume_held(&mm) };
     // SAFETY: `zone_data` is the core's data for `page` (set by `device_page_init`, cleared only
-    // when the page is freed, which the fault handler's reference prevents).
+    // when the page is freed, which the fault handler's reference prevents), and that
+    // reference is held for the whole call: what the core's contract asks. The page is not
+    // locked here (6.12's `do_swap_page` only takes the reference); `migrate_vma_setup` locks
+    // the pages it collects, this one included, with a trylock.
     let r = unsafe { gpusvm_core::migrate_to_ram::<D>(&lock, addr as u64, pfn, zone_data) };
     match r {
         Ok(()) => 0,
@@ -220,7 +224,8 @@ impl<D: SvmDriver<Mm = KMm>> DevicePrivate<D> {
             (*pg).owner = owner.0 as *mut c_void;
         }
         if let Err(e) = register(pg) {
-            core::mem::forget(this);
+            // The registry is full: not registered with core mm either.
+            Self::free_unregistered(this);
             release();
             return Err(e);
         }
@@ -228,18 +233,7 @@ impl<D: SvmDriver<Mm = KMm>> DevicePrivate<D> {
         let p = unsafe { bindings::memremap_pages(pg, ext::gs_numa_node_id()) };
         if p.is_null() || is_err_ptr(p) {
             unregister(pg);
-            // The box must not run `Drop` (which would `memunmap_pages`); free it raw.
-            let (raw, alloc) = KBox::into_raw(this);
-            // SAFETY: `raw` came from the box and is not used again; `Self` needs no drop glue
-            // beyond what we undo here.
-            unsafe {
-                gpusvm_core::Allocator::free(
-                    &alloc,
-                    raw.cast(),
-                    core::alloc::Layout::new::<Self>(),
-                    gpusvm_core::AllocKind::Object,
-                )
-            };
+            Self::free_unregistered(this);
             release();
             return Err(if p.is_null() {
                 code::EFAULT
@@ -249,6 +243,23 @@ impl<D: SvmDriver<Mm = KMm>> DevicePrivate<D> {
         }
         // INVARIANT: registered with memremap_pages and the registry, region requested.
         Ok(this)
+    }
+
+    /// Frees the box of a region `memremap_pages` did not register, without running `Drop`
+    /// (which would `memunmap_pages` and release the region). The caller releases the region.
+    fn free_unregistered(this: KBox<Self, KAlloc>) {
+        let (raw, alloc) = KBox::into_raw(this);
+        // SAFETY: `raw` came from a `KBox` allocated by `KAlloc` as an object of this layout and
+        // is not used again; the fields need no drop glue (`UnsafeCell<dev_pagemap>`, a
+        // pointer, an integer, `PhantomData`), and what `Drop` would undo was never done.
+        unsafe {
+            gpusvm_core::Allocator::free(
+                &alloc,
+                raw.cast(),
+                core::alloc::Layout::new::<Self>(),
+                gpusvm_core::AllocKind::Object,
+            )
+        };
     }
 
     /// The first page frame of the region.

@@ -250,7 +250,11 @@ static int t_write_readonly_vma(void)
 	CHECK(r == 0, "gpu read of a read-only VMA: %d", r);
 	bad = verify(buf, n, 0x3000);
 	CHECK(bad < 0, "gpu read mismatch at word %ld", bad);
-	CHECK(residency_count(fd, p, n, GPUSVM_DMIRROR_PAGE_WRITE) == 0, "pages writable");
+	/* The read mapped the pages for the GPU, read-only: the GPU PTEs have no write bit. */
+	CHECK(residency_count(fd, p, n, GPUSVM_DMIRROR_PAGE_GPU_MAPPED) == (long)n,
+	      "pages not GPU mapped after the read");
+	CHECK(residency_count(fd, p, n, GPUSVM_DMIRROR_PAGE_GPU_WRITE) == 0,
+	      "GPU PTEs of a read-only VMA are writable");
 	munmap(p, n * page_size);
 	free(buf);
 	close(fd);
@@ -374,39 +378,102 @@ static int t_fork_cow(void)
 	pid = fork();
 	CHECK(pid >= 0, "fork");
 	if (pid == 0) {
-		/* Child: its own GPU VM sees the shared copy-on-write pages, and its GPU write
+		/* Child: waits for the parent's GPU write first, so that a write through a stale
+		 * parent mapping into the shared pages would show here. Then its own GPU VM and the
+		 * CPU must both see the pre-fork data; only then does it write, and its GPU write
 		 * breaks COW in the child only. */
-		int cfd = dm_open(), ok = 1;
+		int cfd = dm_open(), code = 0;
 
 		close(pipefd[1]);
-		if (gpu_read(cfd, p, n, buf) || verify(buf, n, 0x7000) >= 0)
-			ok = 0;
-		fill(buf, n, 0x7100);
-		if (gpu_write(cfd, p, n, buf) || verify(p, n, 0x7100) >= 0)
-			ok = 0;
-		/* Wait for the parent's GPU write, then check it did not leak in. */
 		if (read(pipefd[0], &c, 1) != 1)
-			ok = 0;
-		if (verify(p, n, 0x7100) >= 0)
-			ok = 0;
-		if (gpu_read(cfd, p, n, buf) || verify(buf, n, 0x7100) >= 0)
-			ok = 0;
+			_exit(10);
+		if (verify(p, n, 0x7000) >= 0)
+			code = 11; /* CPU sees the parent's write */
+		else if (gpu_read(cfd, p, n, buf) || verify(buf, n, 0x7000) >= 0)
+			code = 12; /* child's GPU sees the parent's write */
+		if (!code) {
+			fill(buf, n, 0x7100);
+			if (gpu_write(cfd, p, n, buf) || verify(p, n, 0x7100) >= 0)
+				code = 13;
+			else if (gpu_read(cfd, p, n, buf) || verify(buf, n, 0x7100) >= 0)
+				code = 14;
+		}
 		close(cfd);
-		_exit(ok ? 0 : 1);
+		_exit(code);
 	}
 	close(pipefd[0]);
 	/* Parent: fork write-protected its pages (an invalidation); its GPU write must break
-	 * COW in the parent, not write into the child's copy. */
+	 * COW in the parent, not write into the pages the child shares. */
 	fill(buf, n, 0x7200);
 	r = gpu_write(fd, p, n, buf);
 	CHECK(r == 0, "parent gpu write: %d", r);
 	CHECK(verify(p, n, 0x7200) < 0, "parent CPU does not see its GPU write");
 	CHECK(write(pipefd[1], "x", 1) == 1, "pipe");
 	CHECK(waitpid(pid, &status, 0) == pid, "waitpid");
-	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child saw wrong data (status %#x)",
-	      status);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	      "child saw wrong data (status %#x; 11/12: the parent's write leaked into the child's "
+	      "CPU/GPU view, 13/14: the child's own write)", status);
+	CHECK(verify(p, n, 0x7200) < 0, "the child's write leaked into the parent");
 	r = gpu_read(fd, p, n, buf);
 	CHECK(r == 0 && verify(buf, n, 0x7200) < 0, "parent gpu read after the child: %d", r);
+	close(pipefd[1]);
+	munmap(p, n * page_size);
+	free(buf);
+	close(fd);
+	return 0;
+}
+
+/* The same with the data in device memory at fork time: fork leaves parent and child sharing
+ * read-only device-private entries of the same device pages. For a GPU write, hmm_range_fault
+ * reports the device's own pages valid without faulting them, but not writable; the core must
+ * refuse to map them writable (EOPNOTSUPP: the driver evicts them to RAM, and the retried write
+ * fault breaks COW in RAM). Mapped writable, the parent's GPU write would land in the pages
+ * the child shares, and the child's CPU fault would copy it out of device memory. */
+static int t_fork_cow_device(void)
+{
+	int fd = dm_open();
+	unsigned long n = 64;
+	char *p = map_aligned(n), *buf = malloc(n * page_size);
+	int pipefd[2], status, r;
+	pid_t pid;
+	char c;
+
+	CHECK(p && buf && pipe(pipefd) == 0, "setup");
+	fill(p, n, 0x7800);
+	r = migrate_dev(fd, p, n);
+	CHECK(r == 0, "migrate to device: %d", r);
+	CHECK(residency_count(fd, p, n, GPUSVM_DMIRROR_PAGE_DEVICE) == (long)n,
+	      "not all pages in device memory");
+	/* GPU-mapped (writable, device memory) before the fork. */
+	r = gpu_read(fd, p, n, buf);
+	CHECK(r == 0 && verify(buf, n, 0x7800) < 0, "gpu read before fork: %d", r);
+	CHECK(residency_count(fd, p, n, GPUSVM_DMIRROR_PAGE_GPU_WRITE) == (long)n,
+	      "device pages not GPU mapped writable before fork");
+	pid = fork();
+	CHECK(pid >= 0, "fork");
+	if (pid == 0) {
+		/* Child: after the parent's GPU write, the CPU reads (faulting the device pages
+		 * back through migrate_to_ram, or reading what eviction moved to RAM): the
+		 * pre-fork data. No GPU access before that. */
+		close(pipefd[1]);
+		if (read(pipefd[0], &c, 1) != 1)
+			_exit(10);
+		_exit(verify(p, n, 0x7800) >= 0 ? 11 : 0);
+	}
+	close(pipefd[0]);
+	CHECK(residency_count(fd, p, n, GPUSVM_DMIRROR_PAGE_GPU_MAPPED) == 0,
+	      "GPU mappings survive fork's write protection");
+	fill(buf, n, 0x7900);
+	r = gpu_write(fd, p, n, buf);
+	CHECK(r == 0, "parent gpu write: %d", r);
+	CHECK(write(pipefd[1], "x", 1) == 1, "pipe");
+	CHECK(waitpid(pid, &status, 0) == pid, "waitpid");
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	      "child saw wrong data (status %#x; 11: the parent's GPU write reached the child)",
+	      status);
+	CHECK(verify(p, n, 0x7900) < 0, "parent CPU does not see its GPU write");
+	r = gpu_read(fd, p, n, buf);
+	CHECK(r == 0 && verify(buf, n, 0x7900) < 0, "parent gpu read: %d", r);
 	close(pipefd[1]);
 	munmap(p, n * page_size);
 	free(buf);
@@ -626,14 +693,12 @@ static int t_thp(void)
 	CHECK(r == 0 && verify(buf, n, 0xc000) < 0, "gpu read: %d", r);
 	st = stats(fd);
 	CHECK(st.mapped_pages == n, "%llu pages mapped", (unsigned long long)st.mapped_pages);
-	if (anon_huge_kb(p) == 2048) {
-		CHECK(st.dma_entries == 1,
-		      "a 2 MiB huge page took %llu DMA entries, want 1 (one order-9 mapping)",
-		      (unsigned long long)st.dma_entries);
-	} else {
-		/* The kernel could not find a free huge page (fragmentation). */
-		printf("# thp: no huge page was allocated; order check skipped\n");
-	}
+	/* Without a huge page there is nothing to prove: fail rather than pass silently. */
+	CHECK(anon_huge_kb(p) == 2048, "no transparent huge page was allocated (AnonHugePages "
+	      "%ld kB): the order-9 mapping could not be checked", anon_huge_kb(p));
+	CHECK(st.dma_entries == 1,
+	      "a 2 MiB huge page took %llu DMA entries, want 1 (one order-9 mapping)",
+	      (unsigned long long)st.dma_entries);
 	fill(buf, n, 0xc100);
 	r = gpu_write(fd, p, n, buf);
 	CHECK(r == 0 && verify(p, n, 0xc100) < 0, "gpu write: %d", r);
@@ -682,9 +747,33 @@ static void *race_migrate(void *arg)
 	return NULL;
 }
 
-/* GPU writes and reads racing with munmap-like discards, migrations and CPU faults: every
- * access must complete, and every page the GPU reads back is either what it wrote or a fresh
- * zero page, never stale data. */
+/* Result of a check in the race loop that found wrong data (errors are negative errnos). */
+#define RACE_MISMATCH 1
+
+/* Every word of the npages at `w` is either 0 (the page was discarded, possibly in the middle
+ * of being written, and the rest went to a fresh zero page) or its value in the fill(seed)
+ * pattern. Returns RACE_MISMATCH with fail_msg set otherwise. */
+static int race_check(const unsigned int *w, unsigned long npages, unsigned int seed,
+		      const char *what, unsigned int it)
+{
+	for (unsigned long i = 0; i < npages * page_size / 4; i++)
+		if (w[i] != 0 && w[i] != seed + i) {
+			snprintf(fail_msg, sizeof(fail_msg),
+				 "iteration %u: %s: page %lu word %lu is %#x, want %#x or 0", it,
+				 what, i / (page_size / 4), i % (page_size / 4), w[i],
+				 (unsigned int)(seed + i));
+			return RACE_MISMATCH;
+		}
+	return 0;
+}
+
+/* GPU reads and writes racing with munmap-like discards, migrations and CPU faults. Every
+ * access must complete, and each direction is checked against data written by the other
+ * side, so that a stale GPU mapping (a PTE left pointing at a page the CPU no longer maps)
+ * shows: the CPU writes a fresh pattern and the GPU must read it (a stale PTE reads the
+ * previous iteration's data, or a freed page); the GPU writes a fresh pattern and the CPU
+ * must read it. Zero words are allowed (a discard may land at any point), data of another
+ * iteration never. */
 static int t_concurrent_invalidation(void)
 {
 	int fd = dm_open();
@@ -694,40 +783,35 @@ static int t_concurrent_invalidation(void)
 	struct race rc = { .fd = fd, .p = p, .n = n };
 	pthread_t t1, t2;
 	struct gpusvm_dmirror_stats st;
-	unsigned long words = page_size / 4;
 	int r = 0;
 
 	CHECK(p && buf && back, "mmap");
 	CHECK(pthread_create(&t1, NULL, race_discard, &rc) == 0, "pthread_create");
 	CHECK(pthread_create(&t2, NULL, race_migrate, &rc) == 0, "pthread_create");
 	for (unsigned int it = 0; it < 150 && r == 0; it++) {
-		unsigned int seed = (it + 1) << 20; /* never 0: a zero word means a zero page */
+		/* Seeds never produce a zero word, and differ between iterations and sides. */
+		unsigned int cpu_seed = (2 * it + 1) << 20, gpu_seed = (2 * it + 2) << 20;
 
-		fill(buf, n, seed);
-		r = gpu_write(fd, p, n, buf);
-		if (r)
-			break;
+		/* CPU writes, GPU reads. */
+		fill(p, n, cpu_seed);
 		r = gpu_read(fd, p, n, back);
 		if (r)
 			break;
-		for (unsigned long pg = 0; pg < n && r == 0; pg++) {
-			unsigned int *w = back + pg * words;
-			int zero = w[0] == 0;
-
-			for (unsigned long i = 0; i < words; i++)
-				if (w[i] != (zero ? 0 : seed + pg * words + i)) {
-					snprintf(fail_msg, sizeof(fail_msg),
-						 "iteration %u page %lu word %lu: %#x", it, pg, i,
-						 w[i]);
-					r = -1;
-					break;
-				}
-		}
+		r = race_check(back, n, cpu_seed, "GPU read of CPU data", it);
+		if (r)
+			break;
+		/* GPU writes, CPU reads. */
+		fill(buf, n, gpu_seed);
+		r = gpu_write(fd, p, n, buf);
+		if (r)
+			break;
+		memcpy(back, p, n * page_size);
+		r = race_check(back, n, gpu_seed, "CPU read of GPU data", it);
 	}
 	rc.stop = 1;
 	pthread_join(t1, NULL);
 	pthread_join(t2, NULL);
-	if (r == -1)
+	if (r == RACE_MISMATCH)
 		return -1;
 	CHECK(r == 0, "gpu access failed under races: %d", r);
 	/* Quiet again: the mirror must be exact. */
@@ -773,6 +857,7 @@ static const struct test tests[] = {
 	{ "partial_munmap", t_partial_munmap },
 	{ "mprotect", t_mprotect },
 	{ "fork_cow", t_fork_cow },
+	{ "fork_cow_device", t_fork_cow_device },
 	{ "migrate_to_device_cpu_readback", t_migrate_cpu_readback },
 	{ "migrate_to_system", t_migrate_to_sys },
 	{ "munmap_migrated", t_munmap_migrated },

@@ -425,7 +425,11 @@ pub fn migrate_to_devmem<D: SvmDriver>(
 /// # Safety
 ///
 /// `zone_data` is the zone-device data the core stored for the page `fault_pfn`, and the fault
-/// handler holds that page (locked and referenced) for the duration of the call.
+/// handler holds a reference on that page for the duration of the call (which keeps the page,
+/// and so its allocation tracker, from being freed). The page need not be locked: Linux 6.12's
+/// `do_swap_page` only takes a reference, and the core never relies on the page lock here
+/// (`migrate_vma_setup` locks the pages it collects itself; newer kernels that lock the
+/// faulting page first tell it so through `fault_page`).
 pub unsafe fn migrate_to_ram<D: SvmDriver>(
     lock: &MmapReadGuard<'_, D::Mm>,
     fault_addr: u64,
