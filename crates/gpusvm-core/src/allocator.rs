@@ -250,6 +250,93 @@ impl<T: Copy + core::fmt::Debug, A: Allocator> core::fmt::Debug for KArray<T, A>
     }
 }
 
+/// An owned, fixed-length array of elements that need not be `Copy` (`kvmalloc_array` plus
+/// in-place construction), dropped element by element: the notifier's block trees.
+///
+/// # Invariants
+///
+/// `ptr` points to `len` initialized `T`s owned by this slice. Unless the byte size is zero, the
+/// memory was allocated by `alloc` with `Layout::array::<T>(len)` and [`AllocKind::Array`].
+pub struct KSlice<T, A: Allocator> {
+    ptr: NonNull<T>,
+    len: usize,
+    alloc: A,
+    _owns: PhantomData<T>,
+}
+
+// SAFETY: `KSlice` owns its elements exclusively, like `Box<[T]>`.
+unsafe impl<T: Send, A: Allocator> Send for KSlice<T, A> {}
+// SAFETY: Shared access to a `KSlice` only gives shared access to the elements.
+unsafe impl<T: Sync, A: Allocator> Sync for KSlice<T, A> {}
+
+impl<T, A: Allocator> KSlice<T, A> {
+    /// Allocates `len` elements, the `i`-th built by `make()` (called `len` times, in order).
+    ///
+    /// # Errors
+    ///
+    /// `ENOMEM` if the byte size overflows, or the allocator's error; `make` is not called then.
+    pub fn try_new_with(len: usize, mut make: impl FnMut() -> T, alloc: A) -> Result<Self> {
+        let layout = Layout::array::<T>(len).map_err(|_| code::ENOMEM)?;
+        let ptr = if layout.size() == 0 {
+            NonNull::dangling()
+        } else {
+            alloc.allocate(layout, AllocKind::Array)?.cast::<T>()
+        };
+        for i in 0..len {
+            // SAFETY: `i < len`, so the write stays inside the allocation of `len` elements
+            // (or is zero-sized for a zero-sized `T`). `make` cannot panic into a half-built
+            // slice in the kernel (no unwinding); in userspace a panic leaks the memory, which
+            // is safe.
+            unsafe { ptr.as_ptr().add(i).write(make()) };
+        }
+        // INVARIANT: all `len` elements are initialized; the memory is as documented.
+        Ok(Self {
+            ptr,
+            len,
+            alloc,
+            _owns: PhantomData,
+        })
+    }
+}
+
+impl<T, A: Allocator> Deref for KSlice<T, A> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        // SAFETY: By the type invariants `ptr` points to `len` initialized elements.
+        unsafe { core::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl<T, A: Allocator> DerefMut for KSlice<T, A> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        // SAFETY: By the type invariants `ptr` points to `len` initialized elements we own.
+        unsafe { core::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl<T, A: Allocator> Drop for KSlice<T, A> {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariants the `len` elements are initialized and owned; they are
+        // dropped exactly once, here, and not used afterwards.
+        unsafe {
+            core::ptr::drop_in_place(core::ptr::slice_from_raw_parts_mut(
+                self.ptr.as_ptr(),
+                self.len,
+            ))
+        };
+        if let Ok(layout) = Layout::array::<T>(self.len) {
+            if layout.size() != 0 {
+                // SAFETY: By the type invariants the memory came from `alloc` with this layout;
+                // its elements were dropped above.
+                unsafe {
+                    self.alloc
+                        .free(self.ptr.cast::<u8>(), layout, AllocKind::Array)
+                };
+            }
+        }
+    }
+}
+
 /// The `alloc` crate's global heap as an [`Allocator`], for userspace users.
 #[cfg(feature = "alloc")]
 #[derive(Clone, Copy, Debug, Default)]

@@ -7,16 +7,22 @@
 //! # The range index: a flat level of blocks, then red-black trees
 //!
 //! The window is cut into at most [`NOTIFIER_BLOCKS`] aligned blocks of
-//! `max(window / NOTIFIER_BLOCKS, largest chunk)` bytes (4 MiB for a 512 MiB window), and each
-//! block has its own intrusive red-black tree of ranges keyed by start address. Ranges are
-//! aligned to their size, which is at most the largest chunk, and split pieces lie inside the
-//! range they come from, so a range never straddles two blocks. A point lookup is an array index
-//! and a tree walk of one block (`O(log per-block)`); with a million 4 KiB ranges this halves
-//! the depth of the walk, and the nodes of one block tend to sit together in memory
-//! (`docs/PERFORMANCE.md`). Ranges never overlap, so "ranges intersecting `[s, e)`" is a floor
-//! lookup in the block of `s` (the last range starting at or before `s`; it intersects iff it
-//! ends after `s`) followed by an in-order walk across the blocks up to `e` while `start < e`:
-//! `O(log n + k + blocks spanned)` without an augmented interval tree.
+//! `max(window / NOTIFIER_BLOCKS, page)` bytes (64 KiB for a 512 MiB window), and each block has
+//! its own intrusive red-black tree of the ranges *starting* in it, keyed by start address. The
+//! array of tree roots is allocated with the notifier (8 bytes per block). A point lookup is an
+//! array index and a walk of one small tree: with a million 4 KiB ranges, a few levels instead
+//! of the ~20 of one tree per notifier, which is what brings a fault-hit lookup under a
+//! `BTreeMap` floor lookup (`docs/PERFORMANCE.md`).
+//!
+//! A range may reach past the end of its block (a 2 MiB range starts in one 64 KiB block and
+//! covers 31 more). Ranges never overlap, so the range containing `addr`, if any, is the *floor*
+//! of `addr` — the last range starting at or before it — and that floor is the last range of the
+//! nearest non-empty block at or before `addr`'s (in `addr`'s own block: the last one starting
+//! at or before `addr`). A range is at most the largest chunk, so the floor search looks back
+//! over at most `largest chunk / block` blocks: an empty block costs one 8-byte read. "Ranges
+//! intersecting `[s, e)`" is the floor of `s` (if it reaches past `s`) followed by an in-order
+//! walk across the blocks up to `e`: `O(log per-block + k + blocks spanned)`, no augmented
+//! interval tree.
 //!
 //! The notifier is also the [`Subscriber`] the mm calls on invalidation: it takes the notifier
 //! lock for writing (or tries to, for a non-blockable invalidation), records the sequence number
@@ -29,7 +35,9 @@ use intrusive_collections::rbtree::Cursor;
 use intrusive_collections::{intrusive_adapter, Bound, KeyAdapter, RBTree, RBTreeLink, UnsafeRef};
 
 use crate::addr::Span;
+use crate::allocator::KSlice;
 use crate::driver::SvmDriver;
+use crate::error::code;
 use crate::invalidate::Invalidation;
 use crate::lock::WriteGuard;
 use crate::mm::{IntervalNotifier, MmNotifier, MmuRange, Subscriber};
@@ -39,26 +47,33 @@ use crate::sync::UnsafeCell;
 
 /// Maximum number of blocks (range trees) of a notifier window: the flat level of the range
 /// index (see the module docs).
-pub const NOTIFIER_BLOCKS: usize = 128;
+pub const NOTIFIER_BLOCKS: usize = 8192;
 
-type Blocks<D> = [RBTree<RangeTreeAdapter<D>>; NOTIFIER_BLOCKS];
+type Tree<D> = RBTree<RangeTreeAdapter<D>>;
+type Blocks<D> = KSlice<Tree<D>, <D as SvmDriver>::Alloc>;
 
 /// One notifier window.
 ///
 /// # Invariants
 ///
-/// - `span` is `notifier_size`-aligned and never changes; so does `block_shift`, and
-///   `span.len() >> block_shift <= NOTIFIER_BLOCKS`.
-/// - `ranges[b]` holds non-overlapping ranges inside block `b` of `span` (the addresses whose
-///   offset in the window, shifted right by `block_shift`, is `b`), each owning one tree count.
-///   The trees are modified only with the driver lock and the notifier lock held for reading,
-///   and read with the driver lock or the notifier lock held for writing (see [`Range`]).
+/// - `span` is `notifier_size`-aligned and never changes; so do `block_shift` and
+///   `lookback`; `ranges` has exactly `span.len() >> block_shift` (at most [`NOTIFIER_BLOCKS`])
+///   trees.
+/// - `ranges[b]` holds the ranges that start in block `b` of `span` (the addresses whose offset
+///   in the window, shifted right by `block_shift`, is `b`), each owning one tree count; all the
+///   ranges of all blocks lie inside `span` and never overlap, and a range starting in block
+///   `b` ends at or before the end of block `b + lookback`. `len` is their number. The trees and
+///   `len` are modified only with the
+///   driver lock and the notifier lock held for reading, and read with the driver lock or the
+///   notifier lock held for writing (see [`Range`]).
 /// - `shared` outlives the notifier: the `Svm` frees its shared state only after freeing every
 ///   notifier, and a notifier is freed only after its MMU notifier is removed.
 /// - `registered` and `link` change only under the driver lock.
 pub struct Notifier<D: SvmDriver> {
     span: Span,
     block_shift: u32,
+    lookback: usize,
+    len: Cell<usize>,
     pub(crate) link: RBTreeLink,
     ranges: UnsafeCell<Blocks<D>>,
     mm_notifier: MmNotifier<D::Mm>,
@@ -83,27 +98,45 @@ impl<'a, D: SvmDriver> KeyAdapter<'a> for NotifierTreeAdapter<D> {
 
 impl<D: SvmDriver> Notifier<D> {
     /// A notifier for the window `span` (a power of two), whose ranges are at most `max_chunk`
-    /// bytes (a power of two).
-    pub(crate) fn new(span: Span, max_chunk: u64, shared: NonNull<SvmShared<D>>) -> Self {
-        // Blocks of `len / NOTIFIER_BLOCKS`, but never smaller than the largest range.
+    /// bytes; blocks are never smaller than `min_block` (the page size). Allocates the block
+    /// array from `alloc` (before any lock is taken: `find_or_insert` creates notifiers outside
+    /// the notifier lock).
+    ///
+    /// # Errors
+    ///
+    /// The allocator's error.
+    pub(crate) fn new(
+        span: Span,
+        max_chunk: u64,
+        min_block: u64,
+        shared: NonNull<SvmShared<D>>,
+        alloc: D::Alloc,
+    ) -> crate::Result<Self> {
         let len_shift = span.len().trailing_zeros();
         let block_shift = len_shift
             .saturating_sub(NOTIFIER_BLOCKS.trailing_zeros())
-            .max(max_chunk.trailing_zeros())
+            .max(min_block.trailing_zeros())
             .min(len_shift);
-        // INVARIANT: no ranges; not registered; `shared` is the owning Svm's state; at most
-        // `NOTIFIER_BLOCKS` blocks by the choice of `block_shift`.
-        Self {
+        let nblocks = usize::try_from(span.len() >> block_shift).map_err(|_| code::ENOMEM)?;
+        // A range of at most `max_chunk` bytes starting in block `b` ends in block
+        // `b + lookback` at the latest.
+        let lookback = usize::try_from(max_chunk.saturating_sub(1) >> block_shift)
+            .unwrap_or(usize::MAX)
+            .min(nblocks);
+        let ranges = KSlice::try_new_with(nblocks, || RBTree::new(RangeTreeAdapter::new()), alloc)?;
+        // INVARIANT: no ranges; not registered; `shared` is the owning Svm's state; `nblocks`
+        // trees, at most `NOTIFIER_BLOCKS` by the choice of `block_shift`.
+        Ok(Self {
             span,
             block_shift,
+            lookback,
+            len: Cell::new(0),
             link: RBTreeLink::new(),
-            ranges: UnsafeCell::new(core::array::from_fn(|_| {
-                RBTree::new(RangeTreeAdapter::new())
-            })),
+            ranges: UnsafeCell::new(ranges),
             mm_notifier: <MmNotifier<D::Mm> as IntervalNotifier>::new(),
             shared,
             registered: Cell::new(false),
-        }
+        })
     }
 
     /// First address of the window (`drm_gpusvm_notifier_start`).
@@ -165,9 +198,9 @@ impl<D: SvmDriver> Notifier<D> {
     ///
     /// The caller holds the driver lock or the notifier lock for writing, for the lifetime of
     /// the returned reference.
-    unsafe fn blocks(&self) -> &Blocks<D> {
+    unsafe fn blocks(&self) -> &[Tree<D>] {
         // SAFETY: The caller's lock excludes every writer of the trees.
-        self.ranges.with(|p| unsafe { &*p })
+        self.ranges.with(|p| unsafe { &**p })
     }
 
     /// The block containing `addr`, if `addr` is in the window.
@@ -180,18 +213,62 @@ impl<D: SvmDriver> Notifier<D> {
         usize::try_from(offset >> self.block_shift).ok()
     }
 
-    /// The tree of the block containing `addr`, for modification: where a range starting at
-    /// `addr` (or a piece of it) is inserted and removed. `None` if `addr` is outside the window.
+    /// The tree of the block of `addr`, for modification.
     ///
     /// # Safety
     ///
     /// The caller holds the driver lock and the notifier lock (for reading or writing), and
     /// holds no other reference into the trees.
     #[allow(clippy::mut_from_ref)]
-    pub(crate) unsafe fn ranges_mut(&self, addr: u64) -> Option<&mut RBTree<RangeTreeAdapter<D>>> {
+    unsafe fn tree_mut(&self, addr: u64) -> Option<&mut Tree<D>> {
         let block = self.block_of(addr)?;
         // SAFETY: The two locks exclude every other reader and writer of the trees.
-        self.ranges.with_mut(|p| unsafe { (*p).get_mut(block) })
+        self.ranges.with_mut(|p| unsafe { (**p).get_mut(block) })
+    }
+
+    /// Links `range` (its tree reference) into the index.
+    ///
+    /// # Errors
+    ///
+    /// Hands the reference back if the range is not inside the window.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Notifier::tree_mut`]; `range` overlaps no range of the notifier, is at most the
+    /// largest chunk, and is linked in no tree.
+    pub(crate) unsafe fn link_range(
+        &self,
+        range: UnsafeRef<Range<D>>,
+    ) -> Result<(), UnsafeRef<Range<D>>> {
+        if !self.span.covers(&range.span()) {
+            return Err(range);
+        }
+        // SAFETY: Forwarded from the caller.
+        let Some(tree) = (unsafe { self.tree_mut(range.start()) }) else {
+            return Err(range);
+        };
+        tree.insert(range);
+        // INVARIANT: one more range in the trees.
+        self.len.set(self.len.get().saturating_add(1));
+        Ok(())
+    }
+
+    /// Unlinks `range` from the index and returns its tree reference (`None` if it was not
+    /// linked here).
+    ///
+    /// # Safety
+    ///
+    /// As for [`Notifier::tree_mut`]; `range` is linked in this notifier's index or in none.
+    pub(crate) unsafe fn unlink_range(&self, range: &Range<D>) -> Option<UnsafeRef<Range<D>>> {
+        // SAFETY: Forwarded from the caller.
+        let tree = unsafe { self.tree_mut(range.start()) }?;
+        // SAFETY: The range is linked in the tree of the block of its start, if anywhere here.
+        let removed = unsafe { tree.cursor_mut_from_ptr(range) }.remove();
+        if removed.is_some() {
+            // INVARIANT: one range fewer in the trees.
+            self.len.set(self.len.get().saturating_sub(1));
+        }
+        removed
     }
 
     /// Whether the notifier has no ranges.
@@ -200,8 +277,7 @@ impl<D: SvmDriver> Notifier<D> {
     ///
     /// As for [`Notifier::blocks`].
     pub(crate) unsafe fn is_empty(&self) -> bool {
-        // SAFETY: Forwarded from the caller.
-        unsafe { self.blocks() }.iter().all(RBTree::is_empty)
+        self.len.get() == 0
     }
 
     /// The range with the lowest start, if any.
@@ -210,10 +286,37 @@ impl<D: SvmDriver> Notifier<D> {
     ///
     /// As for [`Notifier::blocks`].
     pub(crate) unsafe fn first_range(&self) -> Option<&Range<D>> {
+        if self.len.get() == 0 {
+            return None;
+        }
         // SAFETY: Forwarded from the caller.
         unsafe { self.blocks() }
             .iter()
             .find_map(|tree| tree.front().get())
+    }
+
+    /// The floor of `addr` — the last range starting at or before it — as a cursor in its
+    /// block's tree, with that block's index; `None` if no range starts in the `lookback`
+    /// blocks before `addr`'s or at or before `addr` in its own (then no range contains `addr`).
+    fn floor<'a>(
+        &self,
+        blocks: &'a [Tree<D>],
+        addr: u64,
+    ) -> Option<(usize, Cursor<'a, RangeTreeAdapter<D>>)> {
+        let own = self.block_of(addr)?;
+        let tree = blocks.get(own)?;
+        let cursor = tree.upper_bound(Bound::Included(&addr));
+        if cursor.get().is_some() {
+            return Some((own, cursor));
+        }
+        // Nothing in `addr`'s block starts at or before it: the floor is the last range of the
+        // nearest non-empty block before, if that is close enough to reach `addr`.
+        let first = own.saturating_sub(self.lookback);
+        let before = blocks.get(first..own)?;
+        before
+            .iter()
+            .rposition(|t| !t.is_empty())
+            .and_then(|i| Some((first + i, before.get(i)?.back())))
     }
 
     /// Ranges intersecting `span`, in address order.
@@ -232,23 +335,25 @@ impl<D: SvmDriver> Notifier<D> {
         let Some(span) = span.intersect(&self.span) else {
             return empty;
         };
-        let (Some(first), Some(last)) = (
+        let (Some(own), Some(last)) = (
             self.block_of(span.start()),
             self.block_of(span.end().saturating_sub(1)),
         ) else {
             return empty;
         };
-        let Some(tree) = blocks.get(first) else {
-            return empty;
+        // Start at the floor of `span.start` if it reaches into the span, else at the first
+        // range starting after it (in its block, or in the blocks after: the iterator moves on).
+        let (first, cursor) = match self.floor(blocks, span.start()) {
+            Some((b, c)) if c.get().is_some_and(|r| r.end() > span.start()) => (b, c),
+            Some((b, mut c)) if b == own => {
+                c.move_next();
+                (b, c)
+            }
+            _ => match blocks.get(own) {
+                Some(tree) => (own, tree.lower_bound(Bound::Included(&span.start()))),
+                None => return empty,
+            },
         };
-        // Floor: the last range of the block starting at or before `span.start`. No range of an
-        // earlier block reaches into this one.
-        let mut cursor = tree.upper_bound(Bound::Included(&span.start()));
-        match cursor.get() {
-            Some(r) if r.end() > span.start() => {}
-            Some(_) => cursor.move_next(),
-            None => cursor = tree.lower_bound(Bound::Included(&span.start())),
-        }
         RangeIter {
             cursor: Some(cursor),
             rest: blocks
@@ -266,10 +371,9 @@ impl<D: SvmDriver> Notifier<D> {
     #[inline]
     pub(crate) unsafe fn range_at(&self, addr: u64) -> Option<&Range<D>> {
         // SAFETY: Forwarded from the caller.
-        let tree = unsafe { self.blocks() }.get(self.block_of(addr)?)?;
-        tree.upper_bound(Bound::Included(&addr))
-            .get()
-            .filter(|r| r.span().contains(addr))
+        let blocks = unsafe { self.blocks() };
+        let (_, cursor) = self.floor(blocks, addr)?;
+        cursor.get().filter(|r| r.span().contains(addr))
     }
 
     fn shared(&self) -> &SvmShared<D> {
@@ -365,39 +469,39 @@ mod tests {
         VmaFlags::READ | VmaFlags::WRITE | VmaFlags::ANONYMOUS
     }
 
-    /// Ranges on both sides of every block boundary of a 512 MiB window (`NOTIFIER_BLOCKS`
-    /// blocks): point lookups, span walks across blocks and a whole-window invalidation agree
-    /// with a brute-force model.
+    /// A 512 MiB window has `NOTIFIER_BLOCKS` blocks of 64 KiB; 1 MiB ranges at every other
+    /// MiB each span 16 blocks, so most lookups find their range by looking back over earlier
+    /// blocks. Point lookups, span walks across blocks and a whole-window invalidation agree with
+    /// a brute-force model.
     #[test]
     fn block_index_agrees_with_a_flat_model() {
         let block_size = 512 * M / NOTIFIER_BLOCKS as u64;
-        assert!(block_size >= 4 * M);
+        assert_eq!(block_size, 64 * K);
         let w = World::new(1);
         w.mm.mmap(BASE, BASE + 512 * M, rw());
         let mut s = svm(&w, 512 * M, &[M, 64 * K, 4 * K]);
         let gpuva = Span::new(0, 1 << 47).unwrap();
         let ctx = Ctx::default();
         let mut model: Vec<Span> = Vec::new();
-        for b in 0..NOTIFIER_BLOCKS as u64 {
-            let block = BASE + b * block_size;
-            // A 1 MiB range at the start of the block and one ending at its end.
-            for fault in [block + 0x1234, block + block_size - 1] {
-                let r = s.range_find_or_insert(fault, gpuva, &ctx).unwrap();
-                assert_eq!(r.size(), M);
-                model.push(r.span());
-            }
+        for i in (0..512u64).step_by(2) {
+            // Fault anywhere inside: the range is the aligned MiB.
+            let fault = BASE + i * M + (i * 37 * K) % M + 5;
+            let r = s.range_find_or_insert(fault, gpuva, &ctx).unwrap();
+            assert_eq!(r.size(), M);
+            model.push(r.span());
         }
         model.sort_by_key(Span::start);
-        assert_eq!(s.num_ranges(), 2 * NOTIFIER_BLOCKS);
+        assert_eq!(s.num_ranges(), 256);
         assert_eq!(s.num_notifiers(), 1);
 
-        // Point lookups: starts, last bytes, and the gaps between.
+        // Point lookups: every block of every range, its last byte, and the gaps between.
         for r in &model {
-            assert_eq!(s.range_at(r.start()).map(|x| x.span()), Some(*r));
-            assert_eq!(s.range_at(r.end() - 1).map(|x| x.span()), Some(*r));
-        }
-        for b in 0..NOTIFIER_BLOCKS as u64 {
-            assert!(s.range_at(BASE + b * block_size + block_size / 2).is_none());
+            for a in (r.start()..r.end()).step_by(block_size as usize) {
+                assert_eq!(s.range_at(a).map(|x| x.span()), Some(*r));
+                assert_eq!(s.range_at(a + block_size - 1).map(|x| x.span()), Some(*r));
+            }
+            assert!(s.range_at(r.end()).is_none());
+            assert!(s.range_at(r.end() + M - 1).is_none());
         }
         assert!(s.range_at(BASE - 1).is_none());
         assert!(s.range_at(BASE + 512 * M).is_none());
@@ -428,17 +532,16 @@ mod tests {
             s.range_remove(&r);
             gone += 1;
         }
-        assert_eq!(gone, 2 * NOTIFIER_BLOCKS);
+        assert_eq!(gone, 256);
         assert_eq!((s.num_ranges(), s.num_notifiers()), (0, 0));
         drop(s);
         assert_eq!(w.alloc.live(), 0);
     }
 
-    /// Chunks larger than `window / NOTIFIER_BLOCKS` make the blocks as large as the largest
-    /// chunk, so that no range straddles two blocks; dropping the instance frees ranges of every
-    /// block.
+    /// Ranges far larger than a block (16 MiB ranges over 8 KiB blocks: 2048 blocks each) are
+    /// found from any address inside them; dropping the instance frees ranges of every block.
     #[test]
-    fn blocks_are_never_smaller_than_the_largest_chunk() {
+    fn ranges_much_larger_than_a_block() {
         let w = World::new(1);
         w.mm.mmap(BASE, BASE + 64 * M, rw());
         let mut s = svm(&w, 64 * M, &[16 * M, 4 * K]);

@@ -229,6 +229,8 @@ impl<D: SvmDriver> Svm<D> {
 
         // Phase 2b: under the notifier lock, move the entries and swap the tree nodes.
         let mut npieces = 0usize;
+        // Pieces that could not be linked (none, by construction); freed after the lock.
+        let mut rejected: LinkedList<RangeGcAdapter<D>> = LinkedList::new(RangeGcAdapter::new());
         let old_ref = {
             let nl = sh.read_lock();
             let mut device = 0usize;
@@ -257,15 +259,17 @@ impl<D: SvmDriver> Svm<D> {
             // notifier's tree (its notifier pointer is set) and is unlinked exactly once.
             let removed = unsafe {
                 let n = notifier.as_ref();
-                // The pieces lie inside the range, hence in the block of its start.
-                let removed = n.ranges_mut(range.start()).and_then(|tree| {
-                    let removed = tree.cursor_mut_from_ptr(range).remove();
+                let removed = n.unlink_range(range);
+                if removed.is_some() {
+                    // The pieces lie inside the range, so they overlap nothing else and are
+                    // smaller than it; each goes to the block of its own start.
                     while let Some(p) = pieces.pop_front() {
-                        tree.insert(p);
-                        npieces += 1;
+                        match n.link_range(p) {
+                            Ok(()) => npieces += 1,
+                            Err(p) => rejected.push_back(p),
+                        }
                     }
-                    removed
-                });
+                }
                 self.gc_unlink_range(range);
                 range.clear_notifier();
                 removed
@@ -275,6 +279,10 @@ impl<D: SvmDriver> Svm<D> {
         };
         drop(lock);
         drop(user);
+        while let Some(p) = pieces.pop_front().or_else(|| rejected.pop_front()) {
+            // SAFETY: `p` came from `into_tree`, is in no tree and was unlinked by `pop_front`.
+            drop(unsafe { RangeRef::from_tree(p) });
+        }
         self.adjust_range_count(npieces);
         if let Some(r) = old_ref {
             // SAFETY: `r` came from `into_tree` and was just unlinked.

@@ -528,8 +528,9 @@ impl<D: SvmDriver> Svm<D> {
                 )
                 .map_err(|_| code::EINVAL)?;
                 let max_chunk = self.chunk_sizes().first().copied().unwrap_or(0);
-                let node = KBox::try_new(Notifier::new(nspan, max_chunk, shared), sh.alloc.clone())
-                    .map_err(|(e, _)| e)?;
+                let notifier =
+                    Notifier::new(nspan, max_chunk, sh.page.size(), shared, sh.alloc.clone())?;
+                let node = KBox::try_new(notifier, sh.alloc.clone()).map_err(|(e, _)| e)?;
                 let (ptr, _alloc) = KBox::into_raw(node);
                 // SAFETY: The node was just allocated and is never moved; it is freed only after
                 // `unregister`. We hold the driver lock (`&mut self`) and not the mmap lock.
@@ -619,12 +620,18 @@ impl<D: SvmDriver> Svm<D> {
             flags |= RangeFlags::MIGRATE_DEVMEM;
         }
         let range = Range::alloc(chosen, flags, notifier, sh.id(), data, sh.alloc.clone())?;
-        {
+        let linked = {
             let _nl = sh.read_lock();
             // SAFETY: We hold the driver lock and the notifier lock; no other reference into the
-            // trees is live.
-            let tree = unsafe { n.ranges_mut(chosen.start()) }.ok_or(code::EINVAL)?;
-            tree.insert(range.clone().into_tree());
+            // trees is live; `chosen` overlaps no range and is at most the largest chunk.
+            unsafe { n.link_range(range.clone().into_tree()) }
+        };
+        if let Err(r) = linked {
+            // Not inside the notifier's window (chunk selection rules this out). Dropped after
+            // the notifier lock, as every free is.
+            // SAFETY: `r` came from `into_tree` and was never linked.
+            drop(unsafe { RangeRef::from_tree(r) });
+            return Err(code::EINVAL);
         }
         Ok((range, true))
     }
@@ -710,10 +717,9 @@ impl<D: SvmDriver> Svm<D> {
                 let mut st = p.lock_state(&nl);
                 drop(p.free_locked(&mut st));
             });
-            // SAFETY: We hold the driver lock and the notifier lock; the range is in the tree of
-            // the block of its start (its notifier pointer is set).
-            let removed = unsafe { n.ranges_mut(range.start()) }
-                .and_then(|tree| unsafe { tree.cursor_mut_from_ptr(range).remove() });
+            // SAFETY: We hold the driver lock and the notifier lock; the range is linked in this
+            // notifier's index (its notifier pointer is set).
+            let removed = unsafe { n.unlink_range(range) };
             // SAFETY: Both locks are held.
             unsafe {
                 sh.gc_unlink(range);
