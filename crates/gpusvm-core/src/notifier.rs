@@ -280,19 +280,27 @@ impl<D: SvmDriver> Notifier<D> {
         self.len.get() == 0
     }
 
-    /// The range with the lowest start, if any.
+    /// The range with the lowest start in block `*from` or later, if any; moves `*from` to its
+    /// block. Teardown calls it repeatedly while removing what it returns, so resuming at
+    /// `*from` keeps the whole teardown `O(blocks + ranges)` instead of rescanning the block
+    /// array for every range.
     ///
     /// # Safety
     ///
     /// As for [`Notifier::blocks`].
-    pub(crate) unsafe fn first_range(&self) -> Option<&Range<D>> {
+    pub(crate) unsafe fn first_range_from(&self, from: &mut usize) -> Option<&Range<D>> {
         if self.len.get() == 0 {
             return None;
         }
         // SAFETY: Forwarded from the caller.
-        unsafe { self.blocks() }
-            .iter()
-            .find_map(|tree| tree.front().get())
+        let blocks = unsafe { self.blocks() };
+        while let Some(tree) = blocks.get(*from) {
+            if let Some(r) = tree.front().get() {
+                return Some(r);
+            }
+            *from = from.saturating_add(1);
+        }
+        None
     }
 
     /// The floor of `addr` — the last range starting at or before it — as a cursor in its

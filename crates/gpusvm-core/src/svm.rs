@@ -1074,10 +1074,12 @@ impl<D: SvmDriver> Drop for Svm<D> {
             // SAFETY: The node is in our tree; we own the driver lock; not in a callback. It is
             // unregistered first so no invalidation runs while its ranges go.
             unsafe { notifier.as_ref().unregister() };
+            let mut block = 0usize;
             loop {
                 // SAFETY: The node stays alive until `free_notifier` below; `&mut self` is the
-                // driver lock.
-                let first = unsafe { notifier.as_ref().first_range() }.map(NonNull::from);
+                // driver lock. Nothing is inserted meanwhile, so resuming at `block` is exact.
+                let first =
+                    unsafe { notifier.as_ref().first_range_from(&mut block) }.map(NonNull::from);
                 let Some(range) = first else { break };
                 // SAFETY: The range is in the tree, so it is alive.
                 self.unlink_range(unsafe { range.as_ref() });
