@@ -7,7 +7,7 @@
 //! has the same seam in `drm_gpusvm_ops::{notifier,range}_alloc` and its `kvmalloc` calls.
 //!
 //! On top of the raw trait this module provides the two owning containers the core needs:
-//! [`KBox`] (one object) and [`KArray`] (a fixed-length array of `Copy` elements). Both carry
+//! [`KBox`] (one object) and [`KArray`] (a fixed-length array). Both carry
 //! their allocator handle, so they can be freed from any context (a range whose last reference is
 //! dropped after its `Svm` is gone, a tracking object released from the page-free path). Kernel
 //! allocators are zero-sized, so the handle costs nothing there.
@@ -158,13 +158,15 @@ impl<T, A: Allocator> Drop for KBox<T, A> {
     }
 }
 
-/// An owned, fixed-length array of `Copy` elements from an [`Allocator`] (`kvmalloc_array`).
+/// An owned, fixed-length array from an [`Allocator`] (`kvmalloc_array`): DMA-address and pfn
+/// arrays, and the notifier's block trees (elements that are not `Copy` are built in place and
+/// dropped one by one).
 ///
 /// # Invariants
 ///
 /// `ptr` points to `len` initialized `T`s owned by this array. Unless the byte size is zero, the
 /// memory was allocated by `alloc` with `Layout::array::<T>(len)` and [`AllocKind::Array`].
-pub struct KArray<T: Copy, A: Allocator> {
+pub struct KArray<T, A: Allocator> {
     ptr: NonNull<T>,
     len: usize,
     alloc: A,
@@ -172,17 +174,29 @@ pub struct KArray<T: Copy, A: Allocator> {
 }
 
 // SAFETY: `KArray` owns its elements exclusively, like `Box<[T]>`.
-unsafe impl<T: Copy + Send, A: Allocator> Send for KArray<T, A> {}
+unsafe impl<T: Send, A: Allocator> Send for KArray<T, A> {}
 // SAFETY: Shared access to a `KArray` only gives shared access to the elements.
-unsafe impl<T: Copy + Sync, A: Allocator> Sync for KArray<T, A> {}
+unsafe impl<T: Sync, A: Allocator> Sync for KArray<T, A> {}
 
-impl<T: Copy, A: Allocator> KArray<T, A> {
-    /// Allocates `len` elements, each set to `init`.
+impl<T, A: Allocator> KArray<T, A> {
+    /// Allocates `len` elements, each a copy of `init`.
     ///
     /// # Errors
     ///
     /// `ENOMEM` if the byte size overflows, or the allocator's error.
-    pub fn try_new(len: usize, init: T, alloc: A) -> Result<Self> {
+    pub fn try_new(len: usize, init: T, alloc: A) -> Result<Self>
+    where
+        T: Copy,
+    {
+        Self::try_new_with(len, || init, alloc)
+    }
+
+    /// Allocates `len` elements, each built by `make()` (called `len` times, in order).
+    ///
+    /// # Errors
+    ///
+    /// `ENOMEM` if the byte size overflows, or the allocator's error; `make` is not called then.
+    pub fn try_new_with(len: usize, mut make: impl FnMut() -> T, alloc: A) -> Result<Self> {
         let layout = Layout::array::<T>(len).map_err(|_| code::ENOMEM)?;
         let ptr = if layout.size() == 0 {
             NonNull::dangling()
@@ -191,8 +205,9 @@ impl<T: Copy, A: Allocator> KArray<T, A> {
         };
         for i in 0..len {
             // SAFETY: `i < len`, so the write stays inside the allocation of `len` elements
-            // (or is zero-sized for a zero-sized `T`).
-            unsafe { ptr.as_ptr().add(i).write(init) };
+            // (or is zero-sized for a zero-sized `T`). A panic in `make` (userspace only: the
+            // kernel does not unwind) leaks the memory, which is safe.
+            unsafe { ptr.as_ptr().add(i).write(make()) };
         }
         // INVARIANT: all `len` elements are initialized; the memory is as documented.
         Ok(Self {
@@ -214,7 +229,7 @@ impl<T: Copy, A: Allocator> KArray<T, A> {
     }
 }
 
-impl<T: Copy, A: Allocator> Deref for KArray<T, A> {
+impl<T, A: Allocator> Deref for KArray<T, A> {
     type Target = [T];
     fn deref(&self) -> &[T] {
         // SAFETY: By the type invariants `ptr` points to `len` initialized elements.
@@ -222,102 +237,17 @@ impl<T: Copy, A: Allocator> Deref for KArray<T, A> {
     }
 }
 
-impl<T: Copy, A: Allocator> DerefMut for KArray<T, A> {
+impl<T, A: Allocator> DerefMut for KArray<T, A> {
     fn deref_mut(&mut self) -> &mut [T] {
         // SAFETY: By the type invariants `ptr` points to `len` initialized elements we own.
         unsafe { core::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
     }
 }
 
-impl<T: Copy, A: Allocator> Drop for KArray<T, A> {
-    fn drop(&mut self) {
-        if let Ok(layout) = Layout::array::<T>(self.len) {
-            if layout.size() != 0 {
-                // SAFETY: By the type invariants the memory came from `alloc` with this layout;
-                // `T: Copy` needs no drop.
-                unsafe {
-                    self.alloc
-                        .free(self.ptr.cast::<u8>(), layout, AllocKind::Array)
-                };
-            }
-        }
-    }
-}
-
-impl<T: Copy + core::fmt::Debug, A: Allocator> core::fmt::Debug for KArray<T, A> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_list().entries(self.iter()).finish()
-    }
-}
-
-/// An owned, fixed-length array of elements that need not be `Copy` (`kvmalloc_array` plus
-/// in-place construction), dropped element by element: the notifier's block trees.
-///
-/// # Invariants
-///
-/// `ptr` points to `len` initialized `T`s owned by this slice. Unless the byte size is zero, the
-/// memory was allocated by `alloc` with `Layout::array::<T>(len)` and [`AllocKind::Array`].
-pub struct KSlice<T, A: Allocator> {
-    ptr: NonNull<T>,
-    len: usize,
-    alloc: A,
-    _owns: PhantomData<T>,
-}
-
-// SAFETY: `KSlice` owns its elements exclusively, like `Box<[T]>`.
-unsafe impl<T: Send, A: Allocator> Send for KSlice<T, A> {}
-// SAFETY: Shared access to a `KSlice` only gives shared access to the elements.
-unsafe impl<T: Sync, A: Allocator> Sync for KSlice<T, A> {}
-
-impl<T, A: Allocator> KSlice<T, A> {
-    /// Allocates `len` elements, the `i`-th built by `make()` (called `len` times, in order).
-    ///
-    /// # Errors
-    ///
-    /// `ENOMEM` if the byte size overflows, or the allocator's error; `make` is not called then.
-    pub fn try_new_with(len: usize, mut make: impl FnMut() -> T, alloc: A) -> Result<Self> {
-        let layout = Layout::array::<T>(len).map_err(|_| code::ENOMEM)?;
-        let ptr = if layout.size() == 0 {
-            NonNull::dangling()
-        } else {
-            alloc.allocate(layout, AllocKind::Array)?.cast::<T>()
-        };
-        for i in 0..len {
-            // SAFETY: `i < len`, so the write stays inside the allocation of `len` elements
-            // (or is zero-sized for a zero-sized `T`). `make` cannot panic into a half-built
-            // slice in the kernel (no unwinding); in userspace a panic leaks the memory, which
-            // is safe.
-            unsafe { ptr.as_ptr().add(i).write(make()) };
-        }
-        // INVARIANT: all `len` elements are initialized; the memory is as documented.
-        Ok(Self {
-            ptr,
-            len,
-            alloc,
-            _owns: PhantomData,
-        })
-    }
-}
-
-impl<T, A: Allocator> Deref for KSlice<T, A> {
-    type Target = [T];
-    fn deref(&self) -> &[T] {
-        // SAFETY: By the type invariants `ptr` points to `len` initialized elements.
-        unsafe { core::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
-    }
-}
-
-impl<T, A: Allocator> DerefMut for KSlice<T, A> {
-    fn deref_mut(&mut self) -> &mut [T] {
-        // SAFETY: By the type invariants `ptr` points to `len` initialized elements we own.
-        unsafe { core::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
-    }
-}
-
-impl<T, A: Allocator> Drop for KSlice<T, A> {
+impl<T, A: Allocator> Drop for KArray<T, A> {
     fn drop(&mut self) {
         // SAFETY: By the type invariants the `len` elements are initialized and owned; they are
-        // dropped exactly once, here, and not used afterwards.
+        // dropped exactly once, here (a no-op for `Copy` elements).
         unsafe {
             core::ptr::drop_in_place(core::ptr::slice_from_raw_parts_mut(
                 self.ptr.as_ptr(),
@@ -334,6 +264,12 @@ impl<T, A: Allocator> Drop for KSlice<T, A> {
                 };
             }
         }
+    }
+}
+
+impl<T: core::fmt::Debug, A: Allocator> core::fmt::Debug for KArray<T, A> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
     }
 }
 

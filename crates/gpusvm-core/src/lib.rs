@@ -143,7 +143,7 @@ pub mod mock;
 mod tests;
 
 pub use addr::{PageShift, Span};
-pub use allocator::{AllocKind, Allocator, KArray, KBox, KSlice};
+pub use allocator::{AllocKind, Allocator, KArray, KBox};
 pub use chunk::{select_chunk, ChunkRequest, ChunkSizes};
 pub use devmem::{device_page_free, CopyBatch, DevmemAllocation, DevmemEnv, DevmemState};
 pub use dma::{DmaDevice, DmaDirection, DmaEntry, Protocol};

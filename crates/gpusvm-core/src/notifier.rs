@@ -35,7 +35,7 @@ use intrusive_collections::rbtree::Cursor;
 use intrusive_collections::{intrusive_adapter, Bound, KeyAdapter, RBTree, RBTreeLink, UnsafeRef};
 
 use crate::addr::Span;
-use crate::allocator::KSlice;
+use crate::allocator::KArray;
 use crate::driver::SvmDriver;
 use crate::error::code;
 use crate::invalidate::Invalidation;
@@ -50,7 +50,7 @@ use crate::sync::UnsafeCell;
 pub const NOTIFIER_BLOCKS: usize = 8192;
 
 type Tree<D> = RBTree<RangeTreeAdapter<D>>;
-type Blocks<D> = KSlice<Tree<D>, <D as SvmDriver>::Alloc>;
+type Blocks<D> = KArray<Tree<D>, <D as SvmDriver>::Alloc>;
 
 /// One notifier window.
 ///
@@ -123,7 +123,7 @@ impl<D: SvmDriver> Notifier<D> {
         let lookback = usize::try_from(max_chunk.saturating_sub(1) >> block_shift)
             .unwrap_or(usize::MAX)
             .min(nblocks);
-        let ranges = KSlice::try_new_with(nblocks, || RBTree::new(RangeTreeAdapter::new()), alloc)?;
+        let ranges = KArray::try_new_with(nblocks, || RBTree::new(RangeTreeAdapter::new()), alloc)?;
         // INVARIANT: no ranges; not registered; `shared` is the owning Svm's state; `nblocks`
         // trees, at most `NOTIFIER_BLOCKS` by the choice of `block_shift`.
         Ok(Self {
@@ -443,133 +443,5 @@ impl<D: SvmDriver> Subscriber for Notifier<D> {
 impl<D: SvmDriver> core::fmt::Debug for Notifier<D> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(f, "Notifier[{:#x}, {:#x})", self.start(), self.end())
-    }
-}
-
-#[cfg(all(test, not(loom)))]
-mod tests {
-    extern crate std;
-
-    use std::vec::Vec;
-
-    use super::NOTIFIER_BLOCKS;
-    use crate::mock::World;
-    use crate::*;
-
-    const K: u64 = 1024;
-    const M: u64 = 1024 * K;
-    const BASE: u64 = 0x4000_0000;
-
-    fn svm(w: &World, notifier_size: u64, chunk_sizes: &'static [u64]) -> Svm<mock::MockDriver> {
-        let config = SvmConfig {
-            name: "blocks",
-            mm_start: 0,
-            mm_range: 1 << 47,
-            notifier_size,
-            chunk_sizes,
-            page_shift: 12,
-        };
-        let (mm, alloc, clock) = (w.mm.clone(), w.alloc.clone(), w.clock.clone());
-        Svm::new(config, w.driver(), Some(mm), alloc, clock).unwrap()
-    }
-
-    fn rw() -> VmaFlags {
-        VmaFlags::READ | VmaFlags::WRITE | VmaFlags::ANONYMOUS
-    }
-
-    /// A 512 MiB window has `NOTIFIER_BLOCKS` blocks of 64 KiB; 1 MiB ranges at every other
-    /// MiB each span 16 blocks, so most lookups find their range by looking back over earlier
-    /// blocks. Point lookups, span walks across blocks and a whole-window invalidation agree with
-    /// a brute-force model.
-    #[test]
-    fn block_index_agrees_with_a_flat_model() {
-        let block_size = 512 * M / NOTIFIER_BLOCKS as u64;
-        assert_eq!(block_size, 64 * K);
-        let w = World::new(1);
-        w.mm.mmap(BASE, BASE + 512 * M, rw());
-        let mut s = svm(&w, 512 * M, &[M, 64 * K, 4 * K]);
-        let gpuva = Span::new(0, 1 << 47).unwrap();
-        let ctx = Ctx::default();
-        let mut model: Vec<Span> = Vec::new();
-        for i in (0..512u64).step_by(2) {
-            // Fault anywhere inside: the range is the aligned MiB.
-            let fault = BASE + i * M + (i * 37 * K) % M + 5;
-            let r = s.range_find_or_insert(fault, gpuva, &ctx).unwrap();
-            assert_eq!(r.size(), M);
-            model.push(r.span());
-        }
-        model.sort_by_key(Span::start);
-        assert_eq!(s.num_ranges(), 256);
-        assert_eq!(s.num_notifiers(), 1);
-
-        // Point lookups: every block of every range, its last byte, and the gaps between.
-        for r in &model {
-            for a in (r.start()..r.end()).step_by(block_size as usize) {
-                assert_eq!(s.range_at(a).map(|x| x.span()), Some(*r));
-                assert_eq!(s.range_at(a + block_size - 1).map(|x| x.span()), Some(*r));
-            }
-            assert!(s.range_at(r.end()).is_none());
-            assert!(s.range_at(r.end() + M - 1).is_none());
-        }
-        assert!(s.range_at(BASE - 1).is_none());
-        assert!(s.range_at(BASE + 512 * M).is_none());
-
-        // Span walks starting and ending anywhere.
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        for _ in 0..2000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let a = BASE - M + (x % (514 * M));
-            let len = 1 + (x >> 40) % (5 * block_size);
-            let span = Span::new(a, a + len).unwrap();
-            let got: Vec<Span> = s.ranges(span).map(|r| r.span()).collect();
-            let want: Vec<Span> = model
-                .iter()
-                .copied()
-                .filter(|r| r.overlaps(&span))
-                .collect();
-            assert_eq!(got, want, "span {span:?}");
-            assert_eq!(s.has_mapping(span), !want.is_empty());
-        }
-
-        // One invalidation of the whole window reaches every range, block after block.
-        w.mm.munmap(BASE, BASE + 512 * M);
-        let mut gone = 0;
-        while let Some(r) = s.take_unmapped() {
-            s.range_remove(&r);
-            gone += 1;
-        }
-        assert_eq!(gone, 256);
-        assert_eq!((s.num_ranges(), s.num_notifiers()), (0, 0));
-        drop(s);
-        assert_eq!(w.alloc.live(), 0);
-    }
-
-    /// Ranges far larger than a block (16 MiB ranges over 8 KiB blocks: 2048 blocks each) are
-    /// found from any address inside them; dropping the instance frees ranges of every block.
-    #[test]
-    fn ranges_much_larger_than_a_block() {
-        let w = World::new(1);
-        w.mm.mmap(BASE, BASE + 64 * M, rw());
-        let mut s = svm(&w, 64 * M, &[16 * M, 4 * K]);
-        let gpuva = Span::new(0, 1 << 47).unwrap();
-        for i in 0..4u64 {
-            let r = s
-                .range_find_or_insert(BASE + i * 16 * M + 5 * M, gpuva, &Ctx::default())
-                .unwrap();
-            assert_eq!(r.span(), Span::from_len(BASE + i * 16 * M, 16 * M).unwrap());
-        }
-        for a in (BASE..BASE + 64 * M).step_by((M + 4 * K) as usize) {
-            let r = s.range_at(a).unwrap();
-            assert!(r.span().contains(a));
-        }
-        let all: Vec<u64> = s
-            .ranges(Span::new(BASE, BASE + 64 * M).unwrap())
-            .map(|r| r.start())
-            .collect();
-        assert_eq!(all, [0, 16, 32, 48].map(|m| BASE + m * M));
-        drop(s);
-        assert_eq!(w.alloc.live(), 0);
     }
 }

@@ -1349,3 +1349,113 @@ fn huge_entries_cut_by_a_split_refault() {
     drop((r, pending));
     teardown(w, s);
 }
+
+// ------------------------------------------------------------------ the notifier's block index
+
+fn svm_with(w: &World, notifier_size: u64, chunk_sizes: &'static [u64]) -> Svm<MockDriver> {
+    let config = SvmConfig {
+        notifier_size,
+        chunk_sizes,
+        ..config()
+    };
+    Svm::new(
+        config,
+        w.driver(),
+        Some(w.mm.clone()),
+        w.alloc.clone(),
+        w.clock.clone(),
+    )
+    .unwrap()
+}
+
+/// A 512 MiB window has `NOTIFIER_BLOCKS` blocks of 64 KiB; 1 MiB ranges at every other MiB
+/// each span 16 blocks, so most lookups find their range by looking back over earlier blocks.
+/// Point lookups, span walks across blocks and a whole-window invalidation agree with a
+/// brute-force model.
+#[test]
+fn block_index_agrees_with_a_flat_model() {
+    let block_size = 512 * M / notifier::NOTIFIER_BLOCKS as u64;
+    assert_eq!(block_size, 64 * K);
+    let w = World::new(1);
+    w.mm.mmap(BASE, BASE + 512 * M, RW_ANON);
+    let mut s = svm_with(&w, 512 * M, &[M, 64 * K, 4 * K]);
+    let ctx = Ctx::default();
+    let mut model: Vec<Span> = Vec::new();
+    for i in (0..512u64).step_by(2) {
+        // Fault anywhere inside: the range is the aligned MiB.
+        let fault = BASE + i * M + (i * 37 * K) % M + 5;
+        let r = s.range_find_or_insert(fault, gpuva(), &ctx).unwrap();
+        assert_eq!(r.size(), M);
+        model.push(r.span());
+    }
+    model.sort_by_key(Span::start);
+    assert_eq!(s.num_ranges(), 256);
+    assert_eq!(s.num_notifiers(), 1);
+
+    // Point lookups: every block of every range, its last byte, and the gaps between.
+    for r in &model {
+        for a in (r.start()..r.end()).step_by(block_size as usize) {
+            assert_eq!(s.range_at(a).map(|x| x.span()), Some(*r));
+            assert_eq!(s.range_at(a + block_size - 1).map(|x| x.span()), Some(*r));
+        }
+        assert!(s.range_at(r.end()).is_none());
+        assert!(s.range_at(r.end() + M - 1).is_none());
+    }
+    assert!(s.range_at(BASE - 1).is_none());
+    assert!(s.range_at(BASE + 512 * M).is_none());
+
+    // Span walks starting and ending anywhere.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for _ in 0..2000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let a = BASE - M + (x % (514 * M));
+        let len = 1 + (x >> 40) % (5 * block_size);
+        let span = Span::new(a, a + len).unwrap();
+        let got: Vec<Span> = s.ranges(span).map(|r| r.span()).collect();
+        let want: Vec<Span> = model
+            .iter()
+            .copied()
+            .filter(|r| r.overlaps(&span))
+            .collect();
+        assert_eq!(got, want, "span {span:?}");
+        assert_eq!(s.has_mapping(span), !want.is_empty());
+    }
+
+    // One invalidation of the whole window reaches every range, block after block.
+    w.mm.munmap(BASE, BASE + 512 * M);
+    let mut gone = 0;
+    while let Some(r) = s.take_unmapped() {
+        s.range_remove(&r);
+        gone += 1;
+    }
+    assert_eq!(gone, 256);
+    assert_eq!((s.num_ranges(), s.num_notifiers()), (0, 0));
+    teardown(w, s);
+}
+
+/// Ranges far larger than a block (16 MiB ranges over 8 KiB blocks: 2048 blocks each) are
+/// found from any address inside them; dropping the instance frees ranges of every block.
+#[test]
+fn ranges_much_larger_than_a_block() {
+    let w = World::new(1);
+    w.mm.mmap(BASE, BASE + 64 * M, RW_ANON);
+    let mut s = svm_with(&w, 64 * M, &[16 * M, 4 * K]);
+    for i in 0..4u64 {
+        let r = s
+            .range_find_or_insert(BASE + i * 16 * M + 5 * M, gpuva(), &Ctx::default())
+            .unwrap();
+        assert_eq!(r.span(), Span::from_len(BASE + i * 16 * M, 16 * M).unwrap());
+    }
+    for a in (BASE..BASE + 64 * M).step_by((M + 4 * K) as usize) {
+        let r = s.range_at(a).unwrap();
+        assert!(r.span().contains(a));
+    }
+    let all: Vec<u64> = s
+        .ranges(Span::new(BASE, BASE + 64 * M).unwrap())
+        .map(|r| r.start())
+        .collect();
+    assert_eq!(all, [0, 16, 32, 48].map(|m| BASE + m * M));
+    teardown(w, s);
+}
