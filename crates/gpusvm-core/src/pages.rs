@@ -461,6 +461,10 @@ pub(crate) fn get_pages<D: SvmDriver>(
         default_flags |= HmmPfn::REQ_WRITE;
     }
 
+    // Allocated on the first slow-path pass and reused by every retry (a collision with an
+    // invalidation must not cost another allocation).
+    let mut pfn_array: Option<KArray<HmmPfn, D::Alloc>> = None;
+    let mut spare: Option<KArray<DmaEntry, D::Alloc>> = None;
     'retry: loop {
         if clock.now_ms() > deadline {
             return Err(code::EBUSY);
@@ -487,7 +491,15 @@ pub(crate) fn get_pages<D: SvmDriver>(
             }
         }
 
-        let mut pfns = KArray::try_new(npages, HmmPfn(0), shared.alloc().clone())?;
+        let pfns = match &mut pfn_array {
+            Some(p) => {
+                // Inputs of `hmm_range_fault` are request flags: start from none, as a fresh
+                // array does.
+                p.fill(HmmPfn(0));
+                p
+            }
+            None => pfn_array.insert(KArray::try_new(npages, HmmPfn(0), shared.alloc().clone())?),
+        };
         {
             let user = MmUser::get(mm).ok_or(code::EFAULT)?;
             loop {
@@ -497,7 +509,7 @@ pub(crate) fn get_pages<D: SvmDriver>(
                     notifier_seq: seq,
                     start: span.start(),
                     end: span.end(),
-                    pfns: &mut pfns,
+                    pfns: &mut *pfns,
                     default_flags,
                     dev_private_owner: ctx.device_private_owner,
                 };
@@ -517,7 +529,6 @@ pub(crate) fn get_pages<D: SvmDriver>(
         }
 
         // map_pages:
-        let mut spare: Option<KArray<DmaEntry, D::Alloc>> = None;
         loop {
             let nl = shared.read_lock();
             if pages.flags().contains(PagesFlags::UNMAPPED) {
@@ -563,7 +574,7 @@ pub(crate) fn get_pages<D: SvmDriver>(
                     .as_mut()
                     .filter(|d| d.len() >= npages)
                     .ok_or(code::EFAULT)?;
-                let mapped = map_pfns::<D>(mm, &pages.dev, &pfns, dma, ctx)?;
+                let mapped = map_pfns::<D>(mm, &pages.dev, pfns, dma, ctx)?;
                 s.nentries = mapped.nentries;
                 s.npages = npages;
                 let has_devmem = mapped.pagemap.is_some();
