@@ -22,6 +22,10 @@ bitflags::bitflags! {
         const HAS_DEVMEM_PAGES = 1 << 1;
         /// The DMA mappings are current.
         const HAS_DMA_MAPPING = 1 << 2;
+        /// Some live DMA entries are holes (a partial unmap in split mode): the rest of the
+        /// mapping stays valid for the split, but nothing may be committed from it until the
+        /// garbage collector has split the range. Implies `HAS_DMA_MAPPING`.
+        const HOLES = 1 << 3;
     }
 }
 
@@ -32,9 +36,10 @@ impl PagesFlags {
     }
 
     /// Whether this combination can exist (invariant 2 of brief §4.1: device pages are a kind of
-    /// DMA mapping).
+    /// DMA mapping; so are holes).
     pub fn is_consistent(self) -> bool {
-        !self.contains(PagesFlags::HAS_DEVMEM_PAGES) || self.contains(PagesFlags::HAS_DMA_MAPPING)
+        !self.intersects(PagesFlags::HAS_DEVMEM_PAGES | PagesFlags::HOLES)
+            || self.contains(PagesFlags::HAS_DMA_MAPPING)
     }
 }
 
@@ -102,5 +107,7 @@ mod tests {
         assert!(!PagesFlags::HAS_DEVMEM_PAGES.is_consistent());
         assert!((PagesFlags::HAS_DEVMEM_PAGES | PagesFlags::HAS_DMA_MAPPING).is_consistent());
         assert!((PagesFlags::UNMAPPED | PagesFlags::HAS_DMA_MAPPING).is_consistent());
+        assert!(!PagesFlags::HOLES.is_consistent());
+        assert!((PagesFlags::HOLES | PagesFlags::HAS_DMA_MAPPING).is_consistent());
     }
 }

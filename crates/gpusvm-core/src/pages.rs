@@ -70,7 +70,8 @@ pub const SEQ_NONE: u64 = i64::MAX as u64;
 /// - `flags` satisfies [`PagesFlags::is_consistent`]; `HAS_DMA_MAPPING` is set exactly when
 ///   `state.nentries > 0`, and then `state.dma` holds `nentries` entries covering the span's
 ///   `[0, state.npages)` pages in order, each a live mapping or (only in a range pending a split)
-///   a hole; `HAS_DEVMEM_PAGES` is set exactly when `state.pagemap` is `Some`.
+///   a hole; `HOLES` is set exactly when one of them is a hole; `HAS_DEVMEM_PAGES` is set
+///   exactly when `state.pagemap` is `Some`.
 ///
 /// The flag word comes first: it is what a commit check reads (see [`crate::Range`]'s layout).
 #[repr(C)]
@@ -192,8 +193,11 @@ impl<D: SvmDriver> SvmPages<D> {
             // Dropping the reference may release the pagemap; that only takes spinlocks upstream.
             s.pagemap = None;
         });
-        // INVARIANT: nothing is mapped any more, so both mapping flags go, in one store.
-        self.publish(self.flags() - (PagesFlags::HAS_DMA_MAPPING | PagesFlags::HAS_DEVMEM_PAGES));
+        // INVARIANT: nothing is mapped any more, so the mapping flags go, in one store.
+        self.publish(
+            self.flags()
+                - (PagesFlags::HAS_DMA_MAPPING | PagesFlags::HAS_DEVMEM_PAGES | PagesFlags::HOLES),
+        );
     }
 
     /// The page extent of the mapped entries overlapping pages `[first, end)`.
@@ -226,19 +230,28 @@ impl<D: SvmDriver> SvmPages<D> {
     /// their place (a partial unmap in split mode). Entries straddling the boundary go whole.
     pub(crate) fn hole_pages(&self, st: &mut StateGuard<'_, D>, first: usize, end: usize) {
         let dev = &self.dev;
-        st.with(|s| {
+        let holed = st.with(|s| {
             let pagemap = s.pagemap.as_ref();
-            let Some(dma) = s.dma.as_mut() else { return };
+            let Some(dma) = s.dma.as_mut() else {
+                return false;
+            };
+            let mut holed = false;
             let mut offset = 0usize;
             for e in dma.iter_mut().take(s.nentries) {
                 let n = 1usize << e.order();
                 if offset < end && first < offset.saturating_add(n) && e.is_mapped() {
                     unmap_entries::<D>(dev, pagemap, core::slice::from_mut(e));
                     *e = DmaEntry::hole(e.order());
+                    holed = true;
                 }
                 offset = offset.saturating_add(n);
             }
+            holed
         });
+        if holed {
+            // INVARIANT: holes only replace mapped entries, so `HAS_DMA_MAPPING` is set.
+            self.publish(self.flags() | PagesFlags::HOLES);
+        }
     }
 
     /// Unmaps and frees the DMA array (`drm_gpusvm_free_pages` under the lock).
@@ -259,7 +272,9 @@ impl<D: SvmDriver> SvmPages<D> {
         f: impl FnOnce(&[DmaEntry]) -> R,
     ) -> Option<R> {
         let mut st = self.lock_state(nl);
-        if !self.flags().is_valid() {
+        let flags = self.flags();
+        // Holes (a range pending a split) are not committable.
+        if !flags.is_valid() || flags.contains(PagesFlags::HOLES) {
             return None;
         }
         st.with(|s| {
@@ -268,10 +283,6 @@ impl<D: SvmDriver> SvmPages<D> {
                 .as_ref()
                 .and_then(|d| d.get(..s.nentries))
                 .unwrap_or_default();
-            // Holes (a range pending a split) are not committable.
-            if live.iter().any(|e| e.is_hole()) {
-                return None;
-            }
             Some(f(live))
         })
     }
@@ -582,7 +593,8 @@ pub(crate) fn get_pages<D: SvmDriver>(
                 Ok(has_devmem)
             });
             let has_devmem = outcome?;
-            let mut flags = pages.flags() | PagesFlags::HAS_DMA_MAPPING;
+            // Freshly mapped: no holes.
+            let mut flags = (pages.flags() - PagesFlags::HOLES) | PagesFlags::HAS_DMA_MAPPING;
             flags.set(PagesFlags::HAS_DEVMEM_PAGES, has_devmem);
             // INVARIANT: entries and pagemap were stored above; publish them in one store.
             pages.publish(flags);
