@@ -166,7 +166,8 @@ impl<D: SvmDriver> Svm<D> {
     /// fully unmapped meanwhile or the mm is exiting; `ENOMEM` or the driver's `split_data`
     /// error. On error nothing changed: remove the range instead (upstream behaviour).
     pub fn split_range(&mut self, range: &Range<D>) -> Result<usize> {
-        let sh = self.shared_state();
+        // SAFETY: `sh` is not used after this method returns.
+        let sh = unsafe { self.shared_state() };
         let flags = range.flags();
         if range.svm_id() != sh.id()
             || flags.contains(RangeFlags::REMOVED)
@@ -179,7 +180,7 @@ impl<D: SvmDriver> Svm<D> {
         }
         // SAFETY: `&mut self` is the driver lock.
         let notifier = unsafe { range.notifier() }.ok_or(code::EINVAL)?;
-        let mm = self.mm().ok_or(code::EINVAL)?;
+        let mm = sh.mm().ok_or(code::EINVAL)?;
         let chunks = self.chunk_sizes();
         let page = sh.page_shift();
         let user = MmUser::get(mm).ok_or(code::EFAULT)?;
@@ -227,15 +228,12 @@ impl<D: SvmDriver> Svm<D> {
             return Err(e);
         }
 
-        // Phase 2b: under the notifier lock, move the entries and swap the tree nodes.
-        let mut npieces = 0usize;
-        // Pieces that could not be linked (none, by construction); freed after the lock.
-        let mut rejected: LinkedList<RangeGcAdapter<D>> = LinkedList::new(RangeGcAdapter::new());
-        let old_ref = {
-            let nl = sh.read_lock();
+        // Phase 2b: under the notifier lock, move the entries and swap the tree nodes (the
+        // removal protocol of `range_remove`, with the pieces taking the range's place).
+        let (npieces, empty) = self.replace_range(range, &mut pieces, |nl, pieces| {
             let mut device = 0usize;
             D::for_each_pages(range.data(), &mut |old| {
-                let mut ost = old.lock_state(&nl);
+                let mut ost = old.lock_state(nl);
                 let valid = old.flags().is_valid();
                 for piece in pieces.iter() {
                     let Some(new) = nth_pages::<D>(piece.data(), device) else {
@@ -248,50 +246,19 @@ impl<D: SvmDriver> Svm<D> {
                         continue;
                     };
                     // The piece is unpublished: nobody else holds its state lock.
-                    let mut nst = new.lock_state(&nl);
+                    let mut nst = new.lock_state(nl);
                     move_entries(&mut ost, new, &mut nst, first, npages, valid);
                 }
                 // Whatever did not move (straddling entries, holes) goes with the old range.
                 old.unmap_locked(&mut ost);
                 device += 1;
             });
-            // SAFETY: We hold the driver lock and the notifier lock; the range is in this
-            // notifier's tree (its notifier pointer is set) and is unlinked exactly once.
-            let removed = unsafe {
-                let n = notifier.as_ref();
-                let removed = n.unlink_range(range);
-                if removed.is_some() {
-                    // The pieces lie inside the range, so they overlap nothing else and are
-                    // smaller than it; each goes to the block of its own start.
-                    while let Some(p) = pieces.pop_front() {
-                        match n.link_range(p) {
-                            Ok(()) => npieces += 1,
-                            Err(p) => rejected.push_back(p),
-                        }
-                    }
-                }
-                self.gc_unlink_range(range);
-                range.clear_notifier();
-                removed
-            };
-            range.flag_word().set(RangeFlags::REMOVED.bits());
-            removed
-        };
+        });
         drop(lock);
         drop(user);
-        while let Some(p) = pieces.pop_front().or_else(|| rejected.pop_front()) {
-            // SAFETY: `p` came from `into_tree`, is in no tree and was unlinked by `pop_front`.
-            drop(unsafe { RangeRef::from_tree(p) });
-        }
-        self.adjust_range_count(npieces);
-        if let Some(r) = old_ref {
-            // SAFETY: `r` came from `into_tree` and was just unlinked.
-            drop(unsafe { RangeRef::from_tree(r) });
-        }
-        // SAFETY: `&mut self` is the driver lock; the notifier is alive (in our tree).
-        if npieces == 0 && unsafe { notifier.as_ref().is_empty() } {
+        if let (0, Some(notifier)) = (npieces, empty) {
             // SAFETY: In our tree and empty.
-            unsafe { self.free_empty_notifier(notifier) };
+            unsafe { self.free_notifier(notifier) };
         }
         Ok(npieces)
     }

@@ -115,6 +115,10 @@ impl<D: SvmDriver> SvmShared<D> {
     pub(crate) fn clock(&self) -> &D::Clock {
         &self.clock
     }
+    pub(crate) fn mm(&self) -> Option<&D::Mm> {
+        self.mm.as_ref()
+    }
+
     pub(crate) fn alloc(&self) -> &D::Alloc {
         &self.alloc
     }
@@ -274,40 +278,19 @@ impl<D: SvmDriver> Svm<D> {
 
     /// The shared state, with a lifetime independent of `self`'s borrow (for `split.rs`, which
     /// mutates `self` while using it).
-    pub(crate) fn shared_state<'a>(&self) -> &'a SvmShared<D> {
-        // SAFETY: By the type invariants the shared state lives until `Svm::drop`, which cannot
-        // run while a method of `self` runs.
+    ///
+    /// # Safety
+    ///
+    /// The caller does not use the reference after `self` is dropped.
+    pub(crate) unsafe fn shared_state<'a>(&self) -> &'a SvmShared<D> {
+        // SAFETY: By the type invariants the shared state lives until `Svm::drop`; the caller
+        // does not use it beyond that.
         unsafe { &*self.shared.as_ptr() }
     }
 
     /// The candidate chunk sizes (empty in pages-only mode).
     pub fn chunk_sizes(&self) -> &[u64] {
         self.chunks.as_ref().map_or(&[], |c| c.as_slice())
-    }
-
-    /// Unlinks `range` from the GC queue.
-    ///
-    /// # Safety
-    ///
-    /// The caller holds the driver lock and the notifier lock.
-    pub(crate) unsafe fn gc_unlink_range(&self, range: &Range<D>) {
-        // SAFETY: Forwarded from the caller.
-        unsafe { self.shared().gc_unlink(range) };
-    }
-
-    /// One range became `pieces` ranges.
-    pub(crate) fn adjust_range_count(&mut self, pieces: usize) {
-        self.nranges = self.nranges.saturating_add(pieces).saturating_sub(1);
-    }
-
-    /// Frees a notifier that lost its last range.
-    ///
-    /// # Safety
-    ///
-    /// `notifier` is in this instance's tree and holds no range.
-    pub(crate) unsafe fn free_empty_notifier(&mut self, notifier: NonNull<Notifier<D>>) {
-        // SAFETY: Forwarded from the caller.
-        unsafe { self.free_notifier(notifier) };
     }
 
     /// The debug name.
@@ -322,7 +305,7 @@ impl<D: SvmDriver> Svm<D> {
 
     /// The mirrored mm (`None` in pages-only mode).
     pub fn mm(&self) -> Option<&D::Mm> {
-        self.shared().mm.as_ref()
+        self.shared().mm()
     }
 
     /// The allocator.
@@ -703,23 +686,54 @@ impl<D: SvmDriver> Svm<D> {
 
     /// The part of `range_remove` that keeps the notifier: returns it if it is now empty.
     fn unlink_range(&mut self, range: &Range<D>) -> Option<NonNull<Notifier<D>>> {
-        let sh = self.shared();
-        if range.svm_id() != sh.id() {
-            return None;
-        }
-        // SAFETY: `&mut self` is the driver lock.
-        let notifier = unsafe { range.notifier() }?;
-        // SAFETY: A range's notifier is alive while the range is in its tree.
-        let n = unsafe { notifier.as_ref() };
-        let tree_ref = {
-            let nl = sh.read_lock();
+        let mut none = LinkedList::new(RangeGcAdapter::new());
+        let (_, empty) = self.replace_range(range, &mut none, |nl, _| {
             D::for_each_pages(range.data(), &mut |p| {
-                let mut st = p.lock_state(&nl);
+                let mut st = p.lock_state(nl);
                 drop(p.free_locked(&mut st));
             });
+        });
+        empty
+    }
+
+    /// The removal protocol, shared by `range_remove` and `split_range`: under the notifier lock,
+    /// `pages_done` deals with the range's pages (it sees the pieces), then the range leaves its notifier's index and
+    /// the GC queue and is marked `REMOVED`, and `pieces` (ranges inside it, linked nowhere) take
+    /// its place. After the lock, the tree's reference and any piece that could not be linked
+    /// are dropped. Returns the number of pieces linked, and the notifier if it is now empty (the
+    /// caller frees it, or keeps iterating over it first). A foreign or already removed range is
+    /// left alone; its pieces are dropped.
+    pub(crate) fn replace_range(
+        &mut self,
+        range: &Range<D>,
+        pieces: &mut LinkedList<RangeGcAdapter<D>>,
+        pages_done: impl FnOnce(&ReadGuard<'_, D::Lock>, &LinkedList<RangeGcAdapter<D>>),
+    ) -> (usize, Option<NonNull<Notifier<D>>>) {
+        let sh = self.shared();
+        // SAFETY: `&mut self` is the driver lock.
+        let notifier = (range.svm_id() == sh.id())
+            .then(|| unsafe { range.notifier() })
+            .flatten();
+        let mut linked = 0usize;
+        let mut rejected = LinkedList::new(RangeGcAdapter::new());
+        let tree_ref = notifier.and_then(|notifier| {
+            // SAFETY: A range's notifier is alive while the range is in its tree.
+            let n = unsafe { notifier.as_ref() };
+            let nl = sh.read_lock();
+            pages_done(&nl, pieces);
             // SAFETY: We hold the driver lock and the notifier lock; the range is linked in this
-            // notifier's index (its notifier pointer is set).
+            // notifier's index (its notifier pointer is set) and is unlinked exactly once.
             let removed = unsafe { n.unlink_range(range) };
+            if removed.is_some() {
+                while let Some(p) = pieces.pop_front() {
+                    // SAFETY: As above; a piece lies inside the range, so it overlaps nothing
+                    // else and is smaller than it; it goes to the block of its own start.
+                    match unsafe { n.link_range(p) } {
+                        Ok(()) => linked += 1,
+                        Err(p) => rejected.push_back(p),
+                    }
+                }
+            }
             // SAFETY: Both locks are held.
             unsafe {
                 sh.gc_unlink(range);
@@ -727,14 +741,23 @@ impl<D: SvmDriver> Svm<D> {
             }
             range.flag_word().set(RangeFlags::REMOVED.bits());
             removed
+        });
+        // Frees happen after the notifier lock.
+        while let Some(p) = pieces.pop_front().or_else(|| rejected.pop_front()) {
+            // SAFETY: `p` came from `into_tree`, is in no tree and was unlinked by `pop_front`.
+            drop(unsafe { RangeRef::from_tree(p) });
+        }
+        let Some(notifier) = notifier else {
+            return (0, None);
         };
-        self.nranges = self.nranges.saturating_sub(1);
+        self.nranges = self.nranges.saturating_add(linked).saturating_sub(1);
         if let Some(r) = tree_ref {
             // SAFETY: `r` came from `into_tree` and is unlinked.
             drop(unsafe { RangeRef::from_tree(r) });
         }
-        // SAFETY: `&mut self` is the driver lock.
-        unsafe { n.is_empty() }.then_some(notifier)
+        // SAFETY: `&mut self` is the driver lock; the notifier is alive (in our tree).
+        let empty = unsafe { notifier.as_ref().is_empty() };
+        (linked, empty.then_some(notifier))
     }
 
     /// Unregisters, unlinks and frees an empty notifier.
@@ -742,7 +765,7 @@ impl<D: SvmDriver> Svm<D> {
     /// # Safety
     ///
     /// `notifier` is in `self.notifiers` and holds no range.
-    unsafe fn free_notifier(&mut self, notifier: NonNull<Notifier<D>>) {
+    pub(crate) unsafe fn free_notifier(&mut self, notifier: NonNull<Notifier<D>>) {
         // SAFETY: The node is alive; we hold the driver lock and are not in a callback.
         unsafe { notifier.as_ref().unregister() };
         // SAFETY: The node is in this tree (caller's guarantee).
