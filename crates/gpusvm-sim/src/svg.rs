@@ -108,22 +108,6 @@ fn xml_escape(s: &str) -> String {
     out
 }
 
-/// Binary size with a unit, for labels (`4 KiB`, `1.5 MiB`).
-fn size_label(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = bytes as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit + 1 < UNITS.len() {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if v.fract() == 0.0 {
-        format!("{v:.0} {}", UNITS[unit])
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
-}
-
 /// A rectangle of equal cells.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Block {
@@ -436,7 +420,7 @@ transform=\"rotate(-90 16 {:.1})\">address (page index over the buffers) →</te
                         "<text x=\"{:.0}\" y=\"{:.1}\" font-size=\"10\" text-anchor=\"end\" fill=\"#666\">{} · pages {first_page}–{last}</text>",
                         LEFT - 10.0,
                         mid + 13.0,
-                        size_label(t.pages * crate::mem::PAGE)
+                        crate::report::fmt_bytes(t.pages * crate::mem::PAGE)
                     );
                 }
             }

@@ -208,11 +208,7 @@ fn service(
                     return Err(e);
                 }
                 if atomic {
-                    migrate_attempts += 1;
-                    if migrate_attempts >= ATOMIC_MIGRATE_ATTEMPTS {
-                        return Err(code::EACCES);
-                    }
-                    ctx.timeslice_ms = ctx.timeslice_ms.saturating_mul(2).max(1);
+                    atomic_backoff(&mut migrate_attempts, &mut ctx)?;
                     migrated = false;
                     last = e;
                     continue;
@@ -236,11 +232,7 @@ fn service(
                 continue;
             }
             Err(e) if e == code::EFAULT && atomic => {
-                migrate_attempts += 1;
-                if migrate_attempts >= ATOMIC_MIGRATE_ATTEMPTS {
-                    return Err(code::EACCES);
-                }
-                ctx.timeslice_ms = ctx.timeslice_ms.saturating_mul(2).max(1);
+                atomic_backoff(&mut migrate_attempts, &mut ctx)?;
                 migrated = false;
                 last = e;
                 continue;
@@ -282,6 +274,17 @@ fn service(
         return Ok(range.end());
     }
     Err(last)
+}
+
+/// Counts one failed attempt to get an atomic range into device memory and doubles the
+/// timeslice for the next; `EACCES` once `ATOMIC_MIGRATE_ATTEMPTS` are spent.
+fn atomic_backoff(attempts: &mut u32, ctx: &mut Ctx) -> Result {
+    *attempts += 1;
+    if *attempts >= ATOMIC_MIGRATE_ATTEMPTS {
+        return Err(code::EACCES);
+    }
+    ctx.timeslice_ms = ctx.timeslice_ms.saturating_mul(2).max(1);
+    Ok(())
 }
 
 /// Migrates `range` to VRAM of `target` unless it is already there.

@@ -94,16 +94,19 @@ impl SvmDriver for SimDriver {
 
     fn invalidate(&self, inv: &Invalidation<'_, Self>) -> bool {
         // First the GPU loses access (Xe: zap PTEs, invalidate TLBs), then the DMA mappings go.
-        let mut tlb = 0;
-        for d in self.shared.devices() {
-            let mut zapped = false;
-            for r in inv.ranges() {
-                zapped |= zap(&d.pts, self.pid, inv.zap_span(r));
-            }
-            if zapped {
-                tlb += 1;
+        // One bit per device (the configuration allows at most 8) that had PTEs to zap and so
+        // needs a TLB invalidation; each range's zap span is computed once for all devices.
+        let devices = self.shared.devices();
+        let mut zapped = 0u64;
+        for r in inv.ranges() {
+            let span = inv.zap_span(r);
+            for (i, d) in devices.iter().enumerate() {
+                if zap(&d.pts, self.pid, span) {
+                    zapped |= 1u64.checked_shl(i as u32).unwrap_or(0);
+                }
             }
         }
+        let tlb = u64::from(zapped.count_ones());
         for r in inv.ranges() {
             // For `Unmap`: marks the range unmapped, or (split mode, partial) pending a split.
             inv.unmap_range(r);

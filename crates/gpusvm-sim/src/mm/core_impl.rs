@@ -79,25 +79,27 @@ unsafe impl Mm for SimMm {
                 if range.notifier.read_retry(range.notifier_seq) {
                     return Err(code::EBUSY);
                 }
-                let Some(v) = mm.vma(addr) else {
+                // One look at the state for the VMA, the PTE and the exclusive mark.
+                let (vma, pte, exclusive) = {
+                    let st = mm.st();
+                    let vpn = addr / PAGE;
+                    (
+                        st.vma(addr),
+                        st.ptes.get(&vpn).copied(),
+                        st.exclusive.contains(&vpn),
+                    )
+                };
+                let Some(v) = vma.filter(|v| v.prot.readable()) else {
                     if fault {
                         return Err(code::EFAULT);
                     }
                     *slot = HmmPfn(HmmPfn::ERROR);
                     break;
                 };
-                if !v.prot.readable() {
-                    if fault {
-                        return Err(code::EFAULT);
-                    }
-                    *slot = HmmPfn(HmmPfn::ERROR);
-                    break;
-                }
                 if write && !v.prot.writable() {
                     return Err(code::EPERM);
                 }
-                let exclusive = mm.st().exclusive.contains(&(addr / PAGE));
-                let need_fault = match mm.pte(addr) {
+                let need_fault = match pte {
                     // A device-exclusive entry is restored by a fault; a snapshot sees nothing.
                     Some(Pte::Present { .. }) if exclusive => {
                         *slot = HmmPfn(0);

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use gpusvm_core::{code, Error, MmapReadGuard, MmuEvent};
 
-use crate::mem::{FrameKind, HUGE_PAGES, PAGE};
+use crate::mem::{FrameKind, Pfn, HUGE_PAGES, PAGE};
 use crate::mm::{MapKind, ProcMm, Pte, SimMm, Vma};
 use crate::sched;
 use crate::shared::lock;
@@ -87,15 +87,7 @@ impl ProcMm {
                     .entry(idx)
                     .or_insert_with(|| frames.alloc_system())
             };
-            let mut st = self.st();
-            if let std::collections::btree_map::Entry::Vacant(e) = st.ptes.entry(vpn) {
-                frames.map(pfn, self.pid, vpn);
-                e.insert(Pte::Present {
-                    pfn,
-                    write: v.prot.writable(),
-                    order: 0,
-                });
-            }
+            self.map_if_vacant(pfn, vpn, v.prot.writable());
             return;
         }
         let block = addr - addr % (PAGE * HUGE_PAGES);
@@ -132,17 +124,22 @@ impl ProcMm {
             }
         }
         let pfn = frames.alloc_system();
+        self.map_if_vacant(pfn, vpn, v.prot.writable());
+        let freed = frames.put(pfn);
+        debug_assert!(freed.is_none());
+    }
+
+    /// Maps `pfn` at `vpn` with a 4 KiB PTE unless another fault mapped the page meanwhile.
+    fn map_if_vacant(&self, pfn: Pfn, vpn: u64, write: bool) {
         let mut st = self.st();
         if let std::collections::btree_map::Entry::Vacant(e) = st.ptes.entry(vpn) {
-            frames.map(pfn, self.pid, vpn);
+            self.shared.frames.map(pfn, self.pid, vpn);
             e.insert(Pte::Present {
                 pfn,
-                write: v.prot.writable(),
+                write,
                 order: 0,
             });
         }
-        let freed = frames.put(pfn);
-        debug_assert!(freed.is_none());
     }
 
     fn fault_cow(&self, v: &Vma, addr: u64) {

@@ -22,6 +22,23 @@ use crate::sched;
 /// Pages moved by one finalize: per process, (to device, to RAM).
 type Moved = BTreeMap<Pid, (u64, u64)>;
 
+/// Counts one page of `pid` moved to `new` (a device page if `device`) and returns the PTE
+/// that maps it.
+fn moved_pte(moved: &mut Moved, pid: Pid, new: Pfn, write: bool, device: bool) -> Pte {
+    let e = moved.entry(pid).or_default();
+    if device {
+        e.0 += 1;
+        Pte::Device { pfn: new, write }
+    } else {
+        e.1 += 1;
+        Pte::Present {
+            pfn: new,
+            write,
+            order: 0,
+        }
+    }
+}
+
 impl ProcMm {
     /// Turns every mapping of `pfn` into a migration entry. The caller already invalidated
     /// `[inv_start, inv_end)` of this process (which covers `self`'s mapping); other processes'
@@ -110,24 +127,10 @@ impl ProcMm {
             if pfn != old {
                 continue;
             }
-            let pte = if device {
-                Pte::Device { pfn: new, write }
-            } else {
-                Pte::Present {
-                    pfn: new,
-                    write,
-                    order: 0,
-                }
-            };
-            st.ptes.insert(vpn, pte);
+            st.ptes
+                .insert(vpn, moved_pte(moved, pid, new, write, device));
             frames.map(new, pid, vpn);
             freed.extend(frames.unmap(old, pid, vpn));
-            let e = moved.entry(pid).or_default();
-            if device {
-                e.0 += 1;
-            } else {
-                e.1 += 1;
-            }
         }
     }
 
@@ -249,23 +252,8 @@ impl ProcMm {
                     if let std::collections::btree_map::Entry::Vacant(slot) =
                         st.ptes.entry(addr / PAGE)
                     {
-                        let pte = if device {
-                            Pte::Device { pfn: new, write }
-                        } else {
-                            Pte::Present {
-                                pfn: new,
-                                write,
-                                order: 0,
-                            }
-                        };
-                        slot.insert(pte);
+                        slot.insert(moved_pte(&mut moved, self.pid, new, write, device));
                         frames.map(new, self.pid, addr / PAGE);
-                        let e = moved.entry(self.pid).or_default();
-                        if device {
-                            e.0 += 1;
-                        } else {
-                            e.1 += 1;
-                        }
                     }
                 }
                 _ => {}
