@@ -5,6 +5,8 @@ pub mod invariants;
 
 use std::path::{Path, PathBuf};
 
+use gpusvm_sim::scenario::{ast::Scenario, parse};
+
 /// The repository's scenario directory.
 pub fn scenario_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios")
@@ -26,4 +28,16 @@ pub fn svm_files(dir: &Path) -> Vec<PathBuf> {
     }
     out.sort();
     out
+}
+
+/// Reads and parses the scenario file `path`, returning it with its name (the path as shown).
+///
+/// # Panics
+///
+/// If the file cannot be read or does not parse.
+pub fn load_scenario(path: &Path) -> (String, Scenario) {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let sc = parse(&name, &text).unwrap_or_else(|e| panic!("{e}"));
+    (name, sc)
 }

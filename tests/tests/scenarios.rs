@@ -3,15 +3,13 @@
 
 use gpusvm_sim::run::{run_scenario, summary, RunOptions};
 use gpusvm_sim::scenario::parse;
-use gpusvm_tests::{scenario_dir, svm_files};
+use gpusvm_tests::{load_scenario, scenario_dir, svm_files};
 
 fn run_dir(dir: &std::path::Path) -> usize {
     let files = svm_files(dir);
     let mut results = Vec::new();
     for f in &files {
-        let text = std::fs::read_to_string(f).expect("readable scenario");
-        let name = f.display().to_string();
-        let sc = parse(&name, &text).unwrap_or_else(|e| panic!("{e}"));
+        let (name, sc) = load_scenario(f);
         results.push(run_scenario(&name, &sc, &RunOptions::default()));
     }
     let failed: Vec<_> = results.iter().filter(|r| !r.passed).collect();

@@ -252,16 +252,23 @@ fn page_buf(byte: u8) -> Vec<u8> {
     vec![byte; PAGE as usize]
 }
 
-/// What the model says a GPU access to page `p` must do.
-fn gpu_expect(before: &RefState, slot: usize, page: u64, write: bool) -> Result<(), &'static str> {
-    match before.page(slot, page) {
+/// The model's outcome of a GPU access to pages `first..first + n` of `slot`: the error of the
+/// first page that refuses it.
+fn gpu_expect(
+    before: &RefState,
+    slot: usize,
+    first: u64,
+    n: u64,
+    write: bool,
+) -> Result<(), &'static str> {
+    (first..first + n).try_for_each(|page| match before.page(slot, page) {
         None => Err("ENOENT"),
         // find_or_insert refuses a write fault on a VMA without VM_WRITE.
         Some(pg) if write && pg.prot != Prot::Rw => Err("EPERM"),
         // A read fault gets its range, but HMM cannot fault an unreadable page.
         Some(pg) if pg.prot == Prot::None => Err("EFAULT"),
         Some(_) => Ok(()),
-    }
+    })
 }
 
 fn errno_name(e: &OpError) -> String {
@@ -346,13 +353,7 @@ impl StateMachineTest for SimTest {
                 byte,
             } => {
                 let dev = (*first % 2) as u32;
-                let mut expected = Ok(());
-                for i in 0..*n {
-                    if let Err(e) = gpu_expect(&before, *slot, first + i, true) {
-                        expected = Err(e);
-                        break;
-                    }
-                }
+                let expected = gpu_expect(&before, *slot, *first, *n, true);
                 let data = vec![*byte; (n * PAGE) as usize];
                 let r = world.gpu_write(dev, addr(*slot, *first), &data);
                 match (expected, &r) {
@@ -363,13 +364,7 @@ impl StateMachineTest for SimTest {
             }
             Op::GpuRead { slot, first, n } => {
                 let dev = (*first % 2) as u32;
-                let mut expected = Ok(());
-                for i in 0..*n {
-                    if let Err(e) = gpu_expect(&before, *slot, first + i, false) {
-                        expected = Err(e);
-                        break;
-                    }
-                }
+                let expected = gpu_expect(&before, *slot, *first, *n, false);
                 let mut data = vec![0u8; (n * PAGE) as usize];
                 let r = world.gpu_read(dev, addr(*slot, *first), &mut data);
                 match (expected, &r) {

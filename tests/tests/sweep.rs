@@ -6,18 +6,15 @@
 //! debug builds sweep every 499th, so the default `cargo test` stays quick.
 
 use gpusvm_sim::run::{run_scenario, summary, RunOptions};
-use gpusvm_sim::scenario::parse;
 use gpusvm_sim::sweep::sweep_scenario_every;
-use gpusvm_tests::{scenario_dir, svm_files};
+use gpusvm_tests::{load_scenario, scenario_dir, svm_files};
 
 #[test]
 fn every_injected_failure_is_surfaced_or_retried_without_damage() {
     let stride = if cfg!(debug_assertions) { 499 } else { 1 };
     let mut results = Vec::new();
     for f in svm_files(&scenario_dir().join("examples")) {
-        let name = f.display().to_string();
-        let text = std::fs::read_to_string(&f).expect("readable");
-        let sc = parse(&name, &text).unwrap_or_else(|e| panic!("{e}"));
+        let (name, sc) = load_scenario(&f);
         let r = sweep_scenario_every(&name, &sc, stride);
         assert!(r.statements > 0, "{name}: no injected run");
         results.push(r);
@@ -39,15 +36,7 @@ fn random_injection_never_corrupts_or_leaks() {
         .unwrap_or(if cfg!(debug_assertions) { 4 } else { 100 });
     let mut files = svm_files(&scenario_dir().join("examples"));
     files.extend(svm_files(&scenario_dir().join("split")));
-    let scenarios: Vec<_> = files
-        .iter()
-        .map(|f| {
-            let name = f.display().to_string();
-            let text = std::fs::read_to_string(f).expect("readable");
-            let sc = parse(&name, &text).unwrap_or_else(|e| panic!("{e}"));
-            (name, sc)
-        })
-        .collect();
+    let scenarios: Vec<_> = files.iter().map(|f| load_scenario(f)).collect();
     assert_eq!(scenarios.len(), 13);
     let mut results = Vec::new();
     let mut injected = 0;
