@@ -1,114 +1,132 @@
 #!/usr/bin/env bash
-# The gpusvm core inside a real Linux kernel, proven in qemu (issue 8; docs/KERNEL.md).
+# The gpusvm core inside a real Linux 7.2 kernel, proven in qemu (issues 8 and 11;
+# docs/KERNEL.md).
 #
 # On a Debian 12 machine (root; apt and the Rust toolchains available) this script
-#   1. installs the ingredients: Debian's linux-source-6.12, rustc-web 1.85 (the compiler of the
-#      kernel build) with its library sources, libclang, qemu, busybox, gcc; bindgen-cli 0.69.5
-#      from crates.io into the build directory;
-#   2. builds a Rust-enabled 6.12 kernel from `make tinyconfig` plus kernel-shim/kernel.config;
+#   1. installs the ingredients: Debian's linux-source-7.2 (from trixie-backports, pinned),
+#      rustc-web 1.85 (the compiler of the kernel build) with its library sources, libclang 19,
+#      qemu, busybox, gcc; bindgen-cli 0.71.1 from crates.io;
+#   2. unpacks the kernel source, applies kernel-shim/patches/ (the DRM_GPUSVM implementation
+#      choice) and builds a Rust-enabled kernel from `make tinyconfig` plus
+#      kernel-shim/kernel.config, with DRM, Xe (xe.ko) and DRM_GPUSVM as modules;
 #   3. builds the out-of-tree module gpusvm_dmirror (kernel-shim/), which links the unchanged
 #      gpusvm-core crate and its dependencies, and two static test programs: the device's own
 #      (kernel-shim/test/dmirror_test.c) and the kernel's HMM selftest (hmm-tests);
 #   4. boots the kernel in qemu (TCG) with a busybox initramfs whose /init
-#      (kernel-shim/initramfs/init) runs everything and powers off;
+#      (kernel-shim/initramfs/init) runs everything, loads xe.ko, and powers off;
 #   5. exits 0 only if the serial log shows every step passing.
 #
-# Everything is built under target/kernel/ (gitignored); re-running reuses what is there. The
-# kernel build directory is keyed on the kernel, configuration, compiler and bindgen versions
-# and rebuilt from scratch when the key changes.
+# The kernel source and build are cached outside the clone (GPUSVM_KERNEL_CACHE, default
+# /var/cache/gpusvm-kernel): a fresh clone on a machine that has built the kernel before only
+# rebuilds what changed. The source directory is keyed on the package version and the patches'
+# hash, the build directory on that plus the configuration fragments and the rustc, bindgen,
+# libclang and gcc versions; a key change rebuilds from scratch (and removes the stale
+# directories). Per-run outputs (module, initramfs, logs) go to target/kernel/ (gitignored).
 #
-# Environment: GPUSVM_KERNEL_OUT (build directory, default target/kernel),
-# GPUSVM_KERNEL_SKIP_APT=1 (skip the package step), GPUSVM_KERNEL_QEMU_TIMEOUT (seconds, 600),
+# Environment: GPUSVM_KERNEL_CACHE, GPUSVM_KERNEL_OUT (per-run outputs, default target/kernel),
+# GPUSVM_KERNEL_SKIP_APT=1 (skip the package step), GPUSVM_KERNEL_QEMU_TIMEOUT (seconds, 900),
 # GPUSVM_KERNEL_LOCKDEP=1 (also apply kernel-shim/kernel-lockdep.config: a lockdep kernel, in
-# its own build directory).
+# its own build directory), GPUSVM_KERNEL_IMPL=rust|c (the DRM_GPUSVM implementation, default
+# rust).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SHIM=$ROOT/kernel-shim
+CACHE=${GPUSVM_KERNEL_CACHE:-/var/cache/gpusvm-kernel}
 OUT=${GPUSVM_KERNEL_OUT:-$ROOT/target/kernel}
 JOBS=$(nproc)
+KSERIES=7.2
+# The pinned kernel package. Backports keep a few versions; if this one has left the archive the
+# script takes the newest linux-source-$KSERIES and says so (the cache key follows the version).
+KPKG_PIN=7.2.12-1~bpo13+1
 RUSTC_WEB=1.85.0+dfsg3-1~deb12u3
-BINDGEN_VERSION=0.69.5
-QEMU_TIMEOUT=${GPUSVM_KERNEL_QEMU_TIMEOUT:-600}
+BINDGEN_VERSION=0.71.1
+LLVM=19
+QEMU_TIMEOUT=${GPUSVM_KERNEL_QEMU_TIMEOUT:-900}
+# Which DRM_GPUSVM xe.ko is built and loaded against: ours (rust) or upstream's (c).
+IMPL=${GPUSVM_KERNEL_IMPL:-rust}
 START=$SECONDS
 
 log() { printf '[kernel-test +%3ss] %s\n' $((SECONDS - START)) "$*"; }
 die() { printf '[kernel-test] error: %s\n' "$*" >&2; exit 1; }
 
-mkdir -p "$OUT"
+mkdir -p "$OUT" "$CACHE"
+# One user of the cache at a time.
+exec 9> "$CACHE/.lock"
+flock 9
 
 # ------------------------------------------------------------------------------- 1. packages
 if [ "${GPUSVM_KERNEL_SKIP_APT:-0}" != 1 ]; then
 	log "installing packages (apt)"
 	export DEBIAN_FRONTEND=noninteractive
+	# linux-source-7.2 comes from trixie-backports; priority 100 keeps every other package on
+	# bookworm unless asked for by version.
+	cat > /etc/apt/sources.list.d/gpusvm-trixie-backports.sources <<-EOF
+		Types: deb
+		URIs: http://deb.debian.org/debian
+		Suites: trixie-backports
+		Components: main
+		Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+	EOF
+	cat > /etc/apt/preferences.d/gpusvm-trixie-backports <<-EOF
+		Package: *
+		Pin: release n=trixie-backports
+		Pin-Priority: 100
+	EOF
 	apt-get update -qq
-	# qemu-system-x86 may replace a newer qemu-utils from backports; nothing here needs it.
+	kpkg="linux-source-$KSERIES=$KPKG_PIN"
+	if ! apt-cache madison "linux-source-$KSERIES" | grep -qF " $KPKG_PIN "; then
+		log "WARNING: linux-source-$KSERIES $KPKG_PIN is no longer in the archive; taking the newest"
+		kpkg="linux-source-$KSERIES"
+	fi
+	# qemu-system-x86 (bookworm) conflicts with a newer qemu-utils from backports; nothing here
+	# needs qemu-utils, so it goes.
 	apt-get install -y -qq --no-install-recommends --allow-downgrades \
 		"rustc-web=$RUSTC_WEB" "libstd-rust-web-dev=$RUSTC_WEB" "rust-web-src=$RUSTC_WEB" \
-		linux-source-6.12 libclang-dev qemu-system-x86 busybox-static cpio bc flex bison \
-		libelf-dev libssl-dev build-essential kmod xz-utils >/dev/null
+		"$kpkg" "libclang1-$LLVM" "libclang-common-$LLVM-dev" qemu-system-x86 qemu-utils- \
+		busybox-static cpio bc flex bison libelf-dev libssl-dev build-essential kmod xz-utils \
+		rsync >/dev/null
 fi
 RUSTC=/usr/bin/rustc
 [ -x "$RUSTC" ] || die "$RUSTC missing (rustc-web)"
 "$RUSTC" --version | grep -q '^rustc 1\.85\.' || die "$RUSTC is not rustc 1.85: $("$RUSTC" --version)"
+# The kernel's bindgen needs libclang >= 17; Debian 12's default is 14.
+export LIBCLANG_PATH=/usr/lib/llvm-$LLVM/lib
+[ -e "$LIBCLANG_PATH/libclang-$LLVM.so.1" ] || die "libclang $LLVM missing ($LIBCLANG_PATH)"
 
-# The kernel source is unpacked while bindgen compiles (one is I/O-bound, the other not).
-KPKG=$(dpkg-query -W -f='${Version}' linux-source-6.12)
-KTAR=/usr/src/linux-source-6.12.tar.xz
-[ -f "$KTAR" ] || die "$KTAR missing (linux-source-6.12)"
-SRC=$OUT/linux-source-$KPKG
+# The kernel source is unpacked (and patched) while bindgen compiles.
+KPKG=$(dpkg-query -W -f='${Version}' "linux-source-$KSERIES")
+KTAR=/usr/src/linux-source-$KSERIES.tar.xz
+[ -f "$KTAR" ] || die "$KTAR missing (linux-source-$KSERIES)"
+PATCHES=("$SHIM"/patches/*.patch)
+PATCH_HASH=$(cat "${PATCHES[@]}" | sha256sum | cut -c1-12)
+SRC=$CACHE/src-$KPKG-$PATCH_HASH
 extract_pid=
 if [ ! -f "$SRC/.gpusvm-extracted" ]; then
-	log "extracting linux-source $KPKG (in the background)"
-	rm -rf "$SRC" "$OUT/extract"
-	mkdir -p "$OUT/extract"
-	(tar -C "$OUT/extract" -xf "$KTAR" &&
-		mv "$OUT/extract/linux-source-6.12" "$SRC" &&
-		rmdir "$OUT/extract" && touch "$SRC/.gpusvm-extracted") &
+	log "extracting linux-source $KPKG and applying ${#PATCHES[@]} patch(es) (in the background)"
+	for old in "$CACHE"/src-*; do [ -e "$old" ] && rm -rf "$old"; done
+	rm -rf "$CACHE/extract"
+	mkdir -p "$CACHE/extract"
+	(tar -C "$CACHE/extract" -xf "$KTAR" &&
+		for p in "${PATCHES[@]}"; do patch -s -p1 -d "$CACHE/extract/linux-source-$KSERIES" < "$p" || exit 1; done &&
+		mv "$CACHE/extract/linux-source-$KSERIES" "$SRC" &&
+		rmdir "$CACHE/extract" && touch "$SRC/.gpusvm-extracted") &
 	extract_pid=$!
 fi
 
-BINDGEN=$OUT/bindgen/bin/bindgen
+BINDGEN=$CACHE/bindgen-$BINDGEN_VERSION/bin/bindgen
 if ! "$BINDGEN" --version 2>/dev/null | grep -q "$BINDGEN_VERSION"; then
 	log "installing bindgen-cli $BINDGEN_VERSION (cargo install)"
 	cargo install --quiet bindgen-cli --version "$BINDGEN_VERSION" --locked \
-		--root "$OUT/bindgen" -j "$JOBS"
+		--root "$CACHE/bindgen-$BINDGEN_VERSION" -j "$JOBS"
 fi
 if [ -n "$extract_pid" ]; then
-	wait "$extract_pid" || die "extracting $KTAR failed"
+	wait "$extract_pid" || die "extracting or patching $KTAR failed"
 fi
 
-# ---------------------------------------------------------------------------- 2. the kernel
-FRAGMENTS=("$SHIM/kernel.config")
-KBUILD=$OUT/build
-if [ "${GPUSVM_KERNEL_LOCKDEP:-0}" = 1 ]; then
-	FRAGMENTS+=("$SHIM/kernel-lockdep.config")
-	KBUILD=$OUT/build-lockdep
-fi
-KMAKE=(make -C "$SRC" O="$KBUILD" RUSTC="$RUSTC" HOSTRUSTC="$RUSTC" BINDGEN="$BINDGEN")
-KEY="linux-source $KPKG; $(cat "${FRAGMENTS[@]}" | sha256sum | cut -c1-16); $("$RUSTC" --version); $("$BINDGEN" --version); $(gcc -dumpfullversion)"
-if [ "$(cat "$KBUILD/.gpusvm-key" 2>/dev/null)" != "$KEY" ]; then
-	log "configuring the kernel (tinyconfig + ${FRAGMENTS[*]#"$ROOT/"})"
-	rm -rf "$KBUILD"
-	mkdir -p "$KBUILD"
-	"${KMAKE[@]}" tinyconfig >/dev/null
-	"$SRC/scripts/kconfig/merge_config.sh" -m -O "$KBUILD" "$KBUILD/.config" \
-		"${FRAGMENTS[@]}" >/dev/null
-	"${KMAKE[@]}" olddefconfig >/dev/null
-	# Options silently drop when a dependency is missing: every line must have survived.
-	missing=$(cat "${FRAGMENTS[@]}" |
-		grep -E '^(CONFIG_[A-Z0-9_]+=|# CONFIG_[A-Z0-9_]+ is not set)' |
-		while read -r line; do grep -qxF "$line" "$KBUILD/.config" || echo "$line"; done)
-	[ -z "$missing" ] || die "kernel options not applied: $missing"
-	echo "$KEY" > "$KBUILD/.gpusvm-key"
-fi
-log "building the kernel (make -j$JOBS)"
-"${KMAKE[@]}" -j"$JOBS" all > "$OUT/kernel-build.log" 2>&1 ||
-	{ tail -n 60 "$OUT/kernel-build.log"; die "kernel build failed (log: $OUT/kernel-build.log)"; }
-
-# --------------------------------------------------------------- 3. the module and the tests
+# ------------------------------------------------------- 2. the core's crates, for Kbuild
 # The core's dependency closure as Cargo resolves it (no default features), with sources
-# unpacked from Cargo's download cache into the build directory.
+# unpacked from Cargo's download cache. deps.mk gives Kbuild each crate's root and edition.
 log "resolving gpusvm-core's dependencies (cargo)"
 (cd "$ROOT" && cargo fetch --quiet)
 CARGO_DIR=${CARGO_HOME:-$HOME/.cargo}
@@ -155,6 +173,82 @@ for need in bitflags intrusive-collections; do
 	case " $seen " in *" $need "*) ;; *) die "gpusvm-core no longer depends on $need: update kernel-shim/Kbuild" ;; esac
 done
 
+# The Rust DRM_GPUSVM goes into the tree as drivers/gpu/drm/gpusvm_rust/ (the directory the
+# patched drivers/gpu/drm/Makefile builds with CONFIG_DRM_GPUSVM_RUST=y): its Kbuild and
+# sources, the shared rules, the shim, and the sources of the core and its dependencies, so that
+# the tree is self-contained. rsync --checksum leaves unchanged files alone (Kbuild rebuilds only
+# what changed).
+log "syncing the Rust DRM_GPUSVM into the tree (drivers/gpu/drm/gpusvm_rust)"
+GS_TREE=$SRC/drivers/gpu/drm/gpusvm_rust
+mkdir -p "$GS_TREE/vendor"
+sync_dir() { rsync -a --checksum --delete "$@"; }
+sync_dir --exclude=/shim --exclude=/vendor --exclude=/crates.mk --exclude=/deps.mk \
+	"$SHIM/drm_gpusvm/" "$GS_TREE/"
+rsync -a --checksum "$SHIM/crates.mk" "$GS_TREE/crates.mk"
+sync_dir "$SHIM/shim/" "$GS_TREE/shim/"
+sync_dir "$ROOT/crates/gpusvm-core/src/" "$GS_TREE/vendor/gpusvm_core/src/"
+{
+	echo "# Written by scripts/kernel-test.sh: the core and its dependencies, vendored here."
+	echo "GS_CORE_SRC := \$(src)/vendor/gpusvm_core/src/lib.rs"
+	grep '^GS_CORE_EDITION' "$OUT/deps.mk"
+} > "$OUT/deps-tree.mk"
+for var in GS_BITFLAGS GS_INTRUSIVE; do
+	dir=$(sed -n "s|^${var}_SRC := \(.*\)/src/lib.rs\$|\1|p" "$OUT/deps.mk")
+	name=$(basename "$dir")
+	sync_dir "$dir/src/" "$GS_TREE/vendor/$name/src/"
+	echo "${var}_SRC := \$(src)/vendor/$name/src/lib.rs" >> "$OUT/deps-tree.mk"
+	grep "^${var}_EDITION" "$OUT/deps.mk" >> "$OUT/deps-tree.mk"
+done
+rsync -a --checksum "$OUT/deps-tree.mk" "$GS_TREE/deps.mk"
+
+# ---------------------------------------------------------------------------- 3. the kernel
+FRAGMENTS=("$SHIM/kernel.config")
+FLAVOUR=default
+if [ "${GPUSVM_KERNEL_LOCKDEP:-0}" = 1 ]; then
+	FRAGMENTS+=("$SHIM/kernel-lockdep.config")
+	FLAVOUR=lockdep
+fi
+KEY="linux-source $KPKG; patches $PATCH_HASH; $(cat "${FRAGMENTS[@]}" | sha256sum | cut -c1-16); $("$RUSTC" --version); $("$BINDGEN" --version); libclang $LLVM $(dpkg-query -W -f='${Version}' "libclang1-$LLVM"); gcc $(gcc -dumpfullversion)"
+KEY_HASH=$(echo "$KEY" | sha256sum | cut -c1-12)
+KBUILD=$CACHE/build-$FLAVOUR-$KEY_HASH
+KMAKE=(make -C "$SRC" O="$KBUILD" RUSTC="$RUSTC" HOSTRUSTC="$RUSTC" BINDGEN="$BINDGEN")
+if [ "$(cat "$KBUILD/.gpusvm-key" 2>/dev/null)" != "$KEY" ]; then
+	log "configuring the kernel (tinyconfig + ${FRAGMENTS[*]#"$ROOT/"}; key $KEY_HASH)"
+	for old in "$CACHE"/build-"$FLAVOUR"-*; do [ -e "$old" ] && rm -rf "$old"; done
+	mkdir -p "$KBUILD"
+	"${KMAKE[@]}" tinyconfig >/dev/null
+	"$SRC/scripts/kconfig/merge_config.sh" -m -O "$KBUILD" "$KBUILD/.config" \
+		"${FRAGMENTS[@]}" >/dev/null
+	"${KMAKE[@]}" olddefconfig >/dev/null
+	# Options silently drop when a dependency is missing: every line must have survived.
+	missing=$(cat "${FRAGMENTS[@]}" |
+		grep -E '^(CONFIG_[A-Z0-9_]+=|# CONFIG_[A-Z0-9_]+ is not set)' |
+		while read -r line; do grep -qxF "$line" "$KBUILD/.config" || echo "$line"; done)
+	[ -z "$missing" ] || die "kernel options not applied: $missing"
+	echo "$KEY" > "$KBUILD/.gpusvm-key"
+fi
+# The DRM_GPUSVM implementation (the Kconfig choice of kernel-shim/patches/) is set on the
+# configured tree rather than in the fragment, so that switching it rebuilds incrementally (only
+# the helper module and the modules that link against it) instead of changing the key.
+case $IMPL in
+rust) want=(--disable DRM_GPUSVM_C --enable DRM_GPUSVM_RUST) ;;
+c) want=(--enable DRM_GPUSVM_C --disable DRM_GPUSVM_RUST) ;;
+*) die "GPUSVM_KERNEL_IMPL must be rust or c, not '$IMPL'" ;;
+esac
+"$SRC/scripts/config" --file "$KBUILD/.config" "${want[@]}"
+"${KMAKE[@]}" olddefconfig >/dev/null
+if [ "$IMPL" = rust ]; then
+	grep -qx 'CONFIG_DRM_GPUSVM_RUST=y' "$KBUILD/.config" || die "CONFIG_DRM_GPUSVM_RUST did not apply"
+else
+	grep -qx 'CONFIG_DRM_GPUSVM_C=y' "$KBUILD/.config" || die "CONFIG_DRM_GPUSVM_C did not apply"
+fi
+log "building the kernel and its modules with the $IMPL DRM_GPUSVM (make -j$JOBS; $KBUILD)"
+"${KMAKE[@]}" -j"$JOBS" all > "$OUT/kernel-build.log" 2>&1 ||
+	{ tail -n 60 "$OUT/kernel-build.log"; die "kernel build failed (log: $OUT/kernel-build.log)"; }
+XE_KO=$KBUILD/drivers/gpu/drm/xe/xe.ko
+[ -f "$XE_KO" ] || die "xe.ko was not built"
+
+# --------------------------------------------------------------- 4. the module and the tests
 log "building the module gpusvm_dmirror"
 MOD=$OUT/module
 rm -rf "$MOD"
@@ -170,11 +264,22 @@ fi
 log "building the test programs"
 gcc -static -O2 -Wall -Wextra -Werror -I"$SHIM/include" -o "$OUT/dmirror_test" \
 	"$SHIM/test/dmirror_test.c" -lpthread
+# The selftest needs this kernel's UAPI headers (newer than Debian 12's) and, as its Makefile
+# says, vm_util.c and hugepage_settings.c.
+# They depend only on the source, so they are installed once per build directory.
+KHDR=$KBUILD/gpusvm-uapi-headers
+if [ ! -f "$KHDR/.done" ]; then
+	rm -rf "$KHDR"
+	"${KMAKE[@]}" INSTALL_HDR_PATH="$KHDR" headers_install > "$OUT/headers-install.log" 2>&1 ||
+		{ tail -n 30 "$OUT/headers-install.log"; die "headers_install failed"; }
+	touch "$KHDR/.done"
+fi
 (cd "$SRC/tools/testing/selftests/mm" &&
-	gcc -static -O2 -Wall -I"$SRC" -U_FORTIFY_SOURCE -o "$OUT/hmm-tests" hmm-tests.c \
-		-lrt -lpthread -lm)
+	gcc -static -O2 -Wall -I"$SRC" -I"$SRC/tools/testing/selftests" \
+		-isystem "$KHDR/include" -isystem "$SRC/tools/include/uapi" -U_FORTIFY_SOURCE \
+		-o "$OUT/hmm-tests" hmm-tests.c vm_util.c hugepage_settings.c -lrt -lpthread -lm)
 
-# -------------------------------------------------------------------------------- 4. qemu
+# -------------------------------------------------------------------------------- 5. qemu
 log "assembling the initramfs"
 RFS=$OUT/rootfs
 rm -rf "$RFS"
@@ -185,8 +290,20 @@ for applet in $("$RFS/bin/busybox" --list); do
 done
 cp "$SHIM/initramfs/init" "$RFS/init"
 chmod +x "$RFS/init"
-cp "$MOD/gpusvm_dmirror.ko" "$KBUILD/lib/test_hmm.ko" "$RFS/lib/modules/"
+# The tree's modules (xe.ko and what it needs) with modules.dep, for the guest's modprobe.
+"${KMAKE[@]}" INSTALL_MOD_PATH="$RFS" INSTALL_MOD_STRIP=1 modules_install \
+	> "$OUT/modules-install.log" 2>&1 ||
+	{ cat "$OUT/modules-install.log"; die "modules_install failed"; }
+KREL=$(cat "$KBUILD/include/config/kernel.release")
+# What xe.ko imports from the DRM_GPUSVM module, for the guest to compare with what resolved.
+modinfo -F depends "$XE_KO" | tr ',' '\n' > "$RFS/lib/modules/xe.depends"
+nm -u "$XE_KO" | awk '{print $2}' | grep -E '^(drm_gpusvm|drm_pagemap)_' | sort -u \
+	> "$RFS/lib/modules/xe.gpusvm-imports"
+cp "$MOD/gpusvm_dmirror.ko" "$RFS/lib/modules/"
+cp "$KBUILD/lib/test_hmm.ko" "$RFS/lib/modules/"
 cp "$OUT/dmirror_test" "$OUT/hmm-tests" "$RFS/bin/"
+echo "$KREL" > "$RFS/lib/modules/release"
+echo "$IMPL" > "$RFS/lib/modules/gpusvm-impl"
 (cd "$RFS" && find . | cpio -o -H newc --quiet) > "$OUT/initramfs.cpio"
 
 log "booting the kernel in qemu (TCG)"
@@ -200,17 +317,18 @@ set -e
 # The serial console ends lines with CR LF.
 tr -d '\r' < "$SERIAL.raw" > "$SERIAL"
 
-# ------------------------------------------------------------------------------- 5. verdict
+# ------------------------------------------------------------------------------- 6. verdict
 STEPS="two_cpus insmod_gpusvm_dmirror dmirror_test insmod_test_hmm hmm_tests dmirror_test_again
-	rmmod_test_hmm rmmod_gpusvm_dmirror unload_clean kernel_log_clean"
+	rmmod_test_hmm rmmod_gpusvm_dmirror unload_clean xe_load kernel_log_clean"
 ok=1
 [ "$qemu_rc" = 0 ] || { echo "qemu exited with $qemu_rc (124: timeout)"; ok=0; }
 for s in $STEPS; do
 	grep -q "^GPUSVM-KTEST: PASS $s\$" "$SERIAL" || { echo "step $s did not pass"; ok=0; }
 done
+grep -q '^GPUSVM-XE: xe.ko loaded' "$SERIAL" || { echo "no 'GPUSVM-XE: xe.ko loaded'"; ok=0; }
 grep -q '^GPUSVM-KTEST: DONE failed=0' "$SERIAL" || ok=0
 echo "---- serial log summary ($SERIAL)"
-grep -aE '^(GPUSVM-KTEST|ok - |not ok|dmirror-test:|hmm-tests:|# concurrent|# thp)|gpusvm_dmirror:' \
+grep -aE '^(GPUSVM-KTEST|GPUSVM-XE|ok - |not ok|dmirror-test:|hmm-tests:|# concurrent|# thp)|gpusvm_dmirror:' \
 	"$SERIAL" || true
 if [ "$ok" != 1 ]; then
 	echo "---- end of the serial log"

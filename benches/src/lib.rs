@@ -721,6 +721,7 @@ impl SvmDriver for BenchDriver {
     type Pagemap = BenchPagemap;
     type Devmem = BenchDevmem;
     type RangeData = BenchRange;
+    type NotifierData = ();
 
     fn range_data(&self, _span: Span) -> Result<BenchRange> {
         Ok(BenchRange {

@@ -337,13 +337,13 @@ impl Device {
         // the GPU holds a DMA mapping of (valid while the PTE is, which the caller checked under
         // the notifier lock it still holds).
         unsafe {
-            let va = ext::gs_kmap_local_page(page).cast::<u8>();
+            let va = bindings::kmap_local_page(page).cast::<u8>();
             if write {
                 core::ptr::copy_nonoverlapping(buf.as_ptr(), va, n);
             } else {
                 core::ptr::copy_nonoverlapping(va, buf.as_mut_ptr(), n);
             }
-            ext::gs_kunmap_local(va.cast());
+            bindings::kunmap_local(va.cast());
         }
         Ok(())
     }
@@ -400,9 +400,9 @@ impl Device {
             if let Some(&p) = self.backing.0.get(usize::from(i)) {
                 // SAFETY: A backing page owned by the device and now by this allocation only.
                 unsafe {
-                    let va = ext::gs_kmap_local_page(p as *mut bindings::page);
+                    let va = bindings::kmap_local_page(p as *mut bindings::page);
                     core::ptr::write_bytes(va.cast::<u8>(), 0, PAGE_SIZE);
-                    ext::gs_kunmap_local(va);
+                    bindings::kunmap_local(va);
                 }
             }
         }
@@ -580,11 +580,11 @@ impl DmirrorDevmem {
             // SAFETY: Both pages are valid: the system page is DMA-mapped by the core for this
             // copy, the VRAM backing page belongs to this allocation.
             unsafe {
-                let s = ext::gs_kmap_local_page(src);
-                let d = ext::gs_kmap_local_page(dst);
+                let s = bindings::kmap_local_page(src);
+                let d = bindings::kmap_local_page(dst);
                 core::ptr::copy_nonoverlapping(s.cast::<u8>(), d.cast::<u8>(), PAGE_SIZE);
-                ext::gs_kunmap_local(d);
-                ext::gs_kunmap_local(s);
+                bindings::kunmap_local(d);
+                bindings::kunmap_local(s);
             }
             let counter = if to_device {
                 &dev.stats.pages_to_device

@@ -22,7 +22,7 @@ mod uapi;
 module! {
     type: GpusvmDmirror,
     name: "gpusvm_dmirror",
-    author: "gpusvm",
+    authors: ["gpusvm"],
     description: "gpusvm core test device (HMM mirror, device-private memory)",
     license: "GPL",
 }

@@ -78,6 +78,7 @@ impl SvmDriver for Drv {
     type Pagemap = DmirrorPagemap;
     type Devmem = DmirrorDevmem;
     type RangeData = RangeData;
+    type NotifierData = ();
 
     fn range_data(&self, span: Span) -> Result<RangeData> {
         let dma = self.dev().dma().ok_or(code::ENODEV)?.clone();

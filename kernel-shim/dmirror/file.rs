@@ -3,6 +3,7 @@
 //! The character device: one GPU VM ([`Mirror`]) per open file, bound to the opener's address
 //! space, and the ioctls of `include/gpusvm_dmirror.h`.
 
+use core::cell::UnsafeCell;
 use core::mem::size_of;
 use core::ptr::NonNull;
 use core::sync::atomic::Ordering;
@@ -16,7 +17,7 @@ use kernel::bindings;
 use kernel::ffi::{c_int, c_long, c_uint, c_ulong, c_void};
 use kernel::prelude::*;
 use kernel::sync::Mutex;
-use kernel::uaccess::UserSlice;
+use kernel::uaccess::{UserPtr, UserSlice};
 
 use crate::device::Device;
 use crate::driver::{self, Drv};
@@ -67,7 +68,7 @@ pub(crate) unsafe extern "C" fn open(
     // SAFETY: `misc_open` set `private_data` to the registered miscdevice, embedded in a Device.
     let dev = unsafe {
         let misc = (*file).private_data.cast::<ext::miscdevice>();
-        &*kernel::container_of!(misc, Device, misc)
+        &*kernel::container_of!(misc.cast::<UnsafeCell<ext::miscdevice>>(), Device, misc)
     };
     if !dev.ready() {
         return ENODEV.to_errno();
@@ -147,7 +148,7 @@ pub(crate) unsafe extern "C" fn ioctl(
 
 /// The command block of `arg`, validated.
 fn read_cmd(arg: c_ulong) -> CoreResult<(uapi::gpusvm_dmirror_cmd, Span)> {
-    let mut r = UserSlice::new(arg, size_of::<uapi::gpusvm_dmirror_cmd>()).reader();
+    let mut r = UserSlice::new(UserPtr::from_addr(arg as usize), size_of::<uapi::gpusvm_dmirror_cmd>()).reader();
     let cmd: uapi::gpusvm_dmirror_cmd = r.read().map_err(kerr)?;
     if cmd.flags != 0 || cmd.npages == 0 || cmd.npages > uapi::MAX_PAGES {
         return Err(code::EINVAL);
@@ -163,8 +164,8 @@ fn read_cmd(arg: c_ulong) -> CoreResult<(uapi::gpusvm_dmirror_cmd, Span)> {
     Ok((cmd, span))
 }
 
-fn write_back<T: kernel::types::AsBytes>(arg: c_ulong, v: &T) -> CoreResult {
-    UserSlice::new(arg, size_of::<T>())
+fn write_back<T: kernel::transmute::AsBytes>(arg: c_ulong, v: &T) -> CoreResult {
+    UserSlice::new(UserPtr::from_addr(arg as usize), size_of::<T>())
         .writer()
         .write(v)
         .map_err(kerr)
@@ -265,7 +266,7 @@ impl Mirror {
         let len = usize::try_from(span.len()).map_err(|_| code::EINVAL)?;
         let mut buf = KArray::try_new(len, 0u8, KAlloc)?;
         if write {
-            UserSlice::new(cmd.ptr as usize, len)
+            UserSlice::new(UserPtr::from_addr(cmd.ptr as usize), len)
                 .reader()
                 .read_slice(&mut buf)
                 .map_err(kerr)?;
@@ -276,7 +277,7 @@ impl Mirror {
             self.gpu_access(&mut svm, span, &mut buf, write)?
         };
         if !write {
-            UserSlice::new(cmd.ptr as usize, len)
+            UserSlice::new(UserPtr::from_addr(cmd.ptr as usize), len)
                 .writer()
                 .write_slice(&buf)
                 .map_err(kerr)?;
@@ -429,7 +430,7 @@ impl Mirror {
                 }
             }
         }
-        UserSlice::new(cmd.ptr as usize, n)
+        UserSlice::new(UserPtr::from_addr(cmd.ptr as usize), n)
             .writer()
             .write_slice(&out)
             .map_err(kerr)?;

@@ -13,7 +13,9 @@
 
 use kernel::bindings::*;
 use kernel::ioctl::{_IO, _IOR, _IOWR};
-use kernel::types::{AsBytes, FromBytes};
+use kernel::transmute::{AsBytes, FromBytes};
+
+use pin_init::MaybeZeroable;
 
 include!("uapi_generated.rs");
 

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * Input of the shim's own bindgen pass (see Kbuild): what Rust-for-Linux 6.12's
+ * Input of the shim's own bindgen pass (see Kbuild): what Rust-for-Linux 7.2's
  * `kernel::bindings` lacks. Types that `kernel::bindings` has are not regenerated
  * (--no-recursive-allowlist); the generated module imports them from there.
  */
@@ -14,8 +14,6 @@
 #include "helpers.h"
 
 /* Constants whose C definitions bindgen cannot evaluate (casts, __force). */
-const gfp_t GS_CONST_GFP_KERNEL_NOFAIL = GFP_KERNEL | __GFP_NOFAIL;
-const size_t GS_CONST_ARCH_KMALLOC_MINALIGN = ARCH_KMALLOC_MINALIGN;
 const vm_fault_t GS_CONST_VM_FAULT_SIGBUS = VM_FAULT_SIGBUS;
 const vm_fault_t GS_CONST_VM_FAULT_OOM = VM_FAULT_OOM;
 const unsigned long GS_CONST_PAGE_SHIFT = PAGE_SHIFT;

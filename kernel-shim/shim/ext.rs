@@ -22,4 +22,6 @@
 use kernel::bindings::*;
 use kernel::ffi;
 
+use pin_init::MaybeZeroable;
+
 include!(env!("GS_EXT_BINDINGS"));

@@ -24,18 +24,8 @@
 
 #include "helpers.h"
 
-bool gs_mmget_not_zero(struct mm_struct *mm) { return mmget_not_zero(mm); }
-void gs_mmgrab(struct mm_struct *mm) { mmgrab(mm); }
-void gs_mmdrop(struct mm_struct *mm) { mmdrop(mm); }
-struct mm_struct *gs_current_mm(void) { return current->mm; }
 
-void gs_mmap_read_lock(struct mm_struct *mm) { mmap_read_lock(mm); }
-void gs_mmap_read_unlock(struct mm_struct *mm) { mmap_read_unlock(mm); }
 
-struct vm_area_struct *gs_vma_lookup(struct mm_struct *mm, unsigned long addr)
-{
-	return vma_lookup(mm, addr);
-}
 unsigned long gs_vma_start(const struct vm_area_struct *vma) { return vma->vm_start; }
 unsigned long gs_vma_end(const struct vm_area_struct *vma) { return vma->vm_end; }
 unsigned long gs_vma_flags(const struct vm_area_struct *vma) { return vma->vm_flags; }
@@ -61,7 +51,7 @@ bool gs_pfn_valid(unsigned long pfn) { return pfn_valid(pfn); }
 bool gs_is_zone_device_page(const struct page *page) { return is_zone_device_page(page); }
 bool gs_is_device_private_page(const struct page *page) { return is_device_private_page(page); }
 bool gs_is_device_coherent_page(const struct page *page) { return is_device_coherent_page(page); }
-struct dev_pagemap *gs_page_pgmap(const struct page *page) { return page->pgmap; }
+struct dev_pagemap *gs_page_pgmap(const struct page *page) { return page_pgmap(page); }
 void *gs_page_zone_device_data(const struct page *page) { return page->zone_device_data; }
 void gs_page_set_zone_device_data(struct page *page, void *data) { page->zone_device_data = data; }
 struct page *gs_alloc_page_movable(void) { return alloc_page(GFP_HIGHUSER_MOVABLE); }
@@ -69,8 +59,6 @@ void gs_lock_page(struct page *page) { lock_page(page); }
 void gs_unlock_page(struct page *page) { unlock_page(page); }
 void gs_get_page(struct page *page) { get_page(page); }
 void gs_put_page(struct page *page) { put_page(page); }
-void *gs_kmap_local_page(struct page *page) { return kmap_local_page(page); }
-void gs_kunmap_local(const void *addr) { kunmap_local(addr); }
 
 struct page *gs_vmf_page(const struct vm_fault *vmf) { return vmf->page; }
 unsigned long gs_vmf_address(const struct vm_fault *vmf) { return vmf->address; }
@@ -90,14 +78,10 @@ unsigned long gs_dma_to_pfn(struct device *dev, dma_addr_t addr)
 	return PHYS_PFN(dma_to_phys(dev, addr));
 }
 
-void gs_init_rwsem(struct rw_semaphore *sem) { init_rwsem(sem); }
 
 u64 gs_jiffies_ms(void) { return jiffies64_to_msecs(get_jiffies_64()); }
 
-void gs_release_mem_region(resource_size_t start, resource_size_t n)
-{
-	release_mem_region(start, n);
-}
+void *gs_kmalloc_nofail(size_t size) { return kmalloc(size, GFP_KERNEL | __GFP_NOFAIL); }
 
 void gs_cond_resched(void) { cond_resched(); }
 

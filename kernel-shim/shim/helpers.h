@@ -22,18 +22,7 @@ struct rw_semaphore;
 struct vm_fault;
 struct dev_pagemap;
 
-/* linux/sched/mm.h */
-bool gs_mmget_not_zero(struct mm_struct *mm);
-void gs_mmgrab(struct mm_struct *mm);
-void gs_mmdrop(struct mm_struct *mm);
-struct mm_struct *gs_current_mm(void);
-
-/* linux/mmap_lock.h */
-void gs_mmap_read_lock(struct mm_struct *mm);
-void gs_mmap_read_unlock(struct mm_struct *mm);
-
 /* linux/mm.h: VMA facts */
-struct vm_area_struct *gs_vma_lookup(struct mm_struct *mm, unsigned long addr);
 unsigned long gs_vma_start(const struct vm_area_struct *vma);
 unsigned long gs_vma_end(const struct vm_area_struct *vma);
 unsigned long gs_vma_flags(const struct vm_area_struct *vma);
@@ -60,8 +49,6 @@ void gs_lock_page(struct page *page);
 void gs_unlock_page(struct page *page);
 void gs_get_page(struct page *page);
 void gs_put_page(struct page *page);
-void *gs_kmap_local_page(struct page *page);
-void gs_kunmap_local(const void *addr);
 
 /* struct vm_fault (the CPU-fault op's argument) */
 struct page *gs_vmf_page(const struct vm_fault *vmf);
@@ -74,14 +61,11 @@ bool gs_dma_mapping_error(struct device *dev, dma_addr_t addr);
 bool gs_dma_is_direct(struct device *dev);
 unsigned long gs_dma_to_pfn(struct device *dev, dma_addr_t addr);
 
-/* linux/rwsem.h */
-void gs_init_rwsem(struct rw_semaphore *sem);
-
 /* linux/jiffies.h */
 u64 gs_jiffies_ms(void);
 
-/* linux/ioport.h */
-void gs_release_mem_region(resource_size_t start, resource_size_t n);
+/* linux/slab.h: kmalloc with __GFP_NOFAIL (the kernel's Rust Flags cannot say it) */
+void *gs_kmalloc_nofail(size_t size);
 
 /* linux/sched.h */
 void gs_cond_resched(void);

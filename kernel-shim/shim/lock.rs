@@ -15,7 +15,9 @@ use crate::ext;
 /// initialized `rw_semaphore` must not move (its wait list points to itself). The semaphore
 /// therefore lives in its own small slab object, allocated with `__GFP_NOFAIL` because the
 /// constructor cannot fail (40 bytes: the page allocator retries forever rather than failing,
-/// which is the documented use of the flag for tiny allocations).
+/// which is the documented use of the flag for tiny allocations). Every `KRwSem` is one lockdep
+/// class, `gpusvm_kshim::KRwSem` (a [`kernel::sync::LockClassKey`]), as upstream's
+/// `notifier_lock` is one class for every GPU VM.
 ///
 /// Sleeping lock: readers may sleep (DMA mapping, `kvfree`) and the MMU-notifier callback that
 /// takes it for writing may sleep when the invalidation is blockable; for a non-blockable one
@@ -46,18 +48,19 @@ unsafe impl RawRwLock for KRwSem {
         let size = core::mem::size_of::<bindings::rw_semaphore>();
         let sem = loop {
             // SAFETY: A plain allocation; `__GFP_NOFAIL` makes it succeed (see the type docs).
-            let p = unsafe {
-                bindings::krealloc(core::ptr::null(), size, ext::GS_CONST_GFP_KERNEL_NOFAIL)
-            };
+            let p = unsafe { ext::gs_kmalloc_nofail(size) };
             // `__GFP_NOFAIL` never returns NULL for an allocation this small; if it ever did,
             // retrying is all that can be done without panicking.
             if let Some(sem) = NonNull::new(p.cast::<bindings::rw_semaphore>()) {
                 break sem;
             }
         };
-        // SAFETY: `sem` is a fresh allocation of the right size; `init_rwsem` initializes it
-        // at its final address.
-        unsafe { ext::gs_init_rwsem(sem.as_ptr()) };
+        let class = kernel::static_lock_class!();
+        // SAFETY: `sem` is a fresh allocation of the right size; `__init_rwsem` initializes it
+        // at its final address, in a lock class that lives forever (static).
+        unsafe {
+            bindings::__init_rwsem(sem.as_ptr(), c"gpusvm_kshim::KRwSem".as_ptr().cast(), class.as_ptr())
+        };
         // INVARIANT: initialized and owned.
         Self { sem }
     }

@@ -14,6 +14,8 @@ use gpusvm_core::{
     VmaInfo,
 };
 use kernel::bindings;
+use kernel::mm::virt::flags;
+use kernel::sync::aref::ARef;
 
 use crate::{errno, ext, pagemap, PAGE_SHIFT};
 
@@ -41,7 +43,8 @@ const _: () = {
     assert!(core::mem::size_of::<MigratePfn>() == core::mem::size_of::<c_ulong>());
 };
 
-/// `MIGRATE_VMA_SELECT_*` bits this kernel knows (6.12 has no `COMPOUND`).
+/// `MIGRATE_VMA_SELECT_*` bits the shim hands to the kernel: not `COMPOUND`, because the shim
+/// converts migrate pfns page by page (compound migration arrived in 7.x; not used yet).
 const KERNEL_SELECT: u32 = ext::migrate_vma_direction_MIGRATE_VMA_SELECT_SYSTEM
     | ext::migrate_vma_direction_MIGRATE_VMA_SELECT_DEVICE_PRIVATE
     | ext::migrate_vma_direction_MIGRATE_VMA_SELECT_DEVICE_COHERENT;
@@ -111,11 +114,12 @@ fn npages(start: u64, end: u64) -> Result<usize> {
 /// All pagemaps registered through [`crate::DevicePrivate`] in one module belong to one driver
 /// type: [`Mm::classify_page`] reports their pages as the core's.
 ///
-/// # Invariants
-///
-/// `mm` is a valid `mm_struct` on which this value owns one `mmgrab` reference.
+/// The reference is the kernel's own [`kernel::mm::Mm`] (`ARef` = `mmgrab`/`mmdrop`); `mm_users`
+/// is taken and dropped by the core through [`Mm::mmget_not_zero`]/[`Mm::mmput`], a split pair
+/// that the kernel's RAII `MmWithUser` handle cannot express.
+#[derive(Clone)]
 pub struct KMm {
-    mm: NonNull<bindings::mm_struct>,
+    mm: ARef<kernel::mm::Mm>,
 }
 
 // SAFETY: An mm reference may be used and dropped from any task.
@@ -126,10 +130,9 @@ unsafe impl Sync for KMm {}
 impl KMm {
     /// The current task's address space (`None` for kernel threads).
     pub fn current() -> Option<Self> {
-        // SAFETY: Reading `current->mm` is always allowed in task context.
-        let mm = unsafe { ext::gs_current_mm() };
-        // SAFETY: `current->mm` stays valid while the task runs.
-        unsafe { Self::grab(mm) }
+        let task = kernel::current!();
+        let mm: &kernel::mm::Mm = task.mm()?;
+        Some(Self { mm: mm.into() })
     }
 
     /// Takes an `mmgrab` reference on `mm`.
@@ -138,22 +141,25 @@ impl KMm {
     ///
     /// `mm` is NULL or a valid `mm_struct` for the duration of the call.
     pub unsafe fn grab(mm: *mut bindings::mm_struct) -> Option<Self> {
-        let mm = NonNull::new(mm)?;
-        // SAFETY: Valid by the caller's guarantee.
-        unsafe { ext::gs_mmgrab(mm.as_ptr()) };
-        // INVARIANT: the reference just taken.
-        Some(Self { mm })
+        if mm.is_null() {
+            return None;
+        }
+        // SAFETY: Valid for the call by the caller's guarantee; `into` takes an `mmgrab`
+        // reference that keeps it valid afterwards.
+        let mm: &kernel::mm::Mm = unsafe { kernel::mm::Mm::from_raw(mm) };
+        Some(Self { mm: mm.into() })
     }
 
     /// The `mm_struct`.
     pub fn as_ptr(&self) -> *mut bindings::mm_struct {
-        self.mm.as_ptr()
+        self.mm.as_raw()
     }
 
     /// Whether this is the current task's address space.
     pub fn is_current(&self) -> bool {
-        // SAFETY: Reading `current->mm` is always allowed in task context.
-        core::ptr::eq(unsafe { ext::gs_current_mm() }, self.as_ptr())
+        let task = kernel::current!();
+        task.mm()
+            .is_some_and(|mm| core::ptr::eq(mm.as_raw(), self.as_ptr()))
     }
 
     fn migrate_args(
@@ -180,23 +186,6 @@ impl KMm {
     }
 }
 
-impl Clone for KMm {
-    fn clone(&self) -> Self {
-        // SAFETY: By the type invariant the mm is valid; the new reference is the clone's.
-        unsafe { ext::gs_mmgrab(self.as_ptr()) };
-        // INVARIANT: the reference just taken.
-        Self { mm: self.mm }
-    }
-}
-
-impl Drop for KMm {
-    fn drop(&mut self) {
-        // SAFETY: By the type invariant we own one `mmgrab` reference. `mmdrop` may free the
-        // mm struct, which does not sleep, so this is fine in any context.
-        unsafe { ext::gs_mmdrop(self.as_ptr()) };
-    }
-}
-
 /// The facts the core uses about a VMA.
 ///
 /// # Safety
@@ -217,12 +206,12 @@ unsafe fn vma_info(vma: *mut bindings::vm_area_struct) -> Option<VmaInfo> {
         )
     };
     let mut flags = VmaFlags::empty();
-    flags.set(VmaFlags::READ, f & u64::from(bindings::VM_READ) != 0);
-    flags.set(VmaFlags::WRITE, f & u64::from(bindings::VM_WRITE) != 0);
-    flags.set(VmaFlags::SHARED, f & u64::from(bindings::VM_SHARED) != 0);
+    flags.set(VmaFlags::READ, f & (flags::READ as u64) != 0);
+    flags.set(VmaFlags::WRITE, f & (flags::WRITE as u64) != 0);
+    flags.set(VmaFlags::SHARED, f & (flags::SHARED as u64) != 0);
     flags.set(
         VmaFlags::PFNMAP,
-        f & u64::from(bindings::VM_IO | bindings::VM_PFNMAP) != 0,
+        f & ((flags::IO | flags::PFNMAP) as u64) != 0,
     );
     flags.set(VmaFlags::ANONYMOUS, anon);
     flags.set(VmaFlags::HUGETLB, huge);
@@ -254,7 +243,7 @@ unsafe impl Mm for KMm {
 
     fn mmget_not_zero(&self) -> bool {
         // SAFETY: By the type invariant the mm struct is valid.
-        unsafe { ext::gs_mmget_not_zero(self.as_ptr()) }
+        unsafe { bindings::mmget_not_zero(self.as_ptr()) }
     }
 
     unsafe fn mmput(&self) {
@@ -264,18 +253,18 @@ unsafe impl Mm for KMm {
 
     fn mmap_read_lock(&self) {
         // SAFETY: By the type invariant the mm struct is valid.
-        unsafe { ext::gs_mmap_read_lock(self.as_ptr()) };
+        unsafe { bindings::mmap_read_lock(self.as_ptr()) };
     }
 
     unsafe fn mmap_read_unlock(&self) {
         // SAFETY: The caller holds the read lock.
-        unsafe { ext::gs_mmap_read_unlock(self.as_ptr()) };
+        unsafe { bindings::mmap_read_unlock(self.as_ptr()) };
     }
 
     fn vma_lookup(&self, _lock: &MmapReadGuard<'_, Self>, addr: u64) -> Option<VmaInfo> {
         let addr = c_ulong::try_from(addr).ok()?;
         // SAFETY: The guard proves the mmap lock is held; the mm is valid.
-        unsafe { vma_info(ext::gs_vma_lookup(self.as_ptr(), addr)) }
+        unsafe { vma_info(bindings::vma_lookup(self.as_ptr(), addr)) }
     }
 
     fn find_vma_intersection(
@@ -356,7 +345,7 @@ unsafe impl Mm for KMm {
         }
         let start = c_ulong::try_from(args.start).map_err(|_| code::EINVAL)?;
         // SAFETY: The guard proves the mmap lock is held.
-        let vma = unsafe { ext::gs_vma_lookup(self.as_ptr(), start) };
+        let vma = unsafe { bindings::vma_lookup(self.as_ptr(), start) };
         if vma.is_null() {
             return Err(code::EINVAL);
         }
@@ -463,7 +452,7 @@ unsafe impl Mm for KMm {
         // `populate_pfns`); initializing it takes a pgmap reference and the page lock.
         unsafe {
             ext::gs_page_set_zone_device_data(page.as_ptr(), zone_data as *mut c_void);
-            bindings::zone_device_page_init(page.as_ptr());
+            bindings::zone_device_page_init(page.as_ptr(), ext::gs_page_pgmap(page.as_ptr()), 0);
         }
     }
 
@@ -541,7 +530,13 @@ unsafe extern "C" fn invalidate_cb(
 ) -> bool {
     // SAFETY: Only notifiers embedded in a `KNotifier` are inserted with `OPS`, and they stay
     // alive until `remove` returns, which waits for running callbacks.
-    let this = unsafe { &*kernel::container_of!(mni, KNotifier, raw) };
+    let this = unsafe {
+        &*kernel::container_of!(
+            mni.cast::<UnsafeCell<bindings::mmu_interval_notifier>>(),
+            KNotifier,
+            raw
+        )
+    };
     // SAFETY: `sub` is constant while registered (type invariant).
     let Some(sub) = (unsafe { *this.sub.get() }) else {
         this.set_seq(cur_seq as u64);
@@ -575,6 +570,10 @@ unsafe extern "C" fn invalidate_cb(
 /// The ops of every [`KNotifier`].
 static OPS: bindings::mmu_interval_notifier_ops = bindings::mmu_interval_notifier_ops {
     invalidate: Some(invalidate_cb),
+    // The two-pass variant (7.x) is for notifiers that batch their TLB flushes; one pass is
+    // what the core's protocol needs.
+    invalidate_start: None,
+    invalidate_finish: None,
 };
 
 // SAFETY: Registration, callbacks, sequence numbers and removal are core mm's

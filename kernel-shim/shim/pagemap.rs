@@ -3,7 +3,7 @@
 //! Device-private memory whose pages the core manages: `memremap_pages` and the
 //! `dev_pagemap_ops` that route core mm's callbacks into the core.
 //!
-//! - `page_free` (called when a device page's refcount drops to zero: after migration back to
+//! - `folio_free` (called when a device page's refcount drops to zero: after migration back to
 //!   RAM, munmap, process exit, eviction) → [`gpusvm_core::device_page_free`], which drops the
 //!   page's reference on its allocation tracker and releases the allocation with its last page;
 //! - `migrate_to_ram` (the CPU touched a device-private page) → [`gpusvm_core::migrate_to_ram`].
@@ -62,12 +62,15 @@ pub(crate) fn is_registered(pgmap: *const bindings::dev_pagemap) -> bool {
             .any(|slot| core::ptr::eq(slot.load(Ordering::Acquire), pgmap))
 }
 
-/// `dev_pagemap_ops::page_free` for a driver of type `D`.
+/// `dev_pagemap_ops::folio_free` for a driver of type `D`.
 ///
 /// # Safety
 ///
-/// Called by core mm with a page of a [`DevicePrivate<D>`] region whose refcount reached zero.
-unsafe extern "C" fn page_free<D: SvmDriver>(page: *mut bindings::page) {
+/// Called by core mm with a folio of a [`DevicePrivate<D>`] region whose refcount reached zero.
+/// The shim only ever initializes order-0 device pages, so the folio is one page.
+unsafe extern "C" fn folio_free<D: SvmDriver>(folio: *mut bindings::folio) {
+    // A folio starts with its head page (`folio_page(folio, 0)` is `&folio->page`).
+    let page = folio.cast::<bindings::page>();
     // SAFETY: `page` is valid (caller); we are its only user now that it is free.
     let zone_data = unsafe { ext::gs_page_zone_device_data(page) } as usize;
     // SAFETY: As above. Cleared first so that the page is never classified as the core's again
@@ -85,8 +88,8 @@ unsafe extern "C" fn page_free<D: SvmDriver>(page: *mut bindings::page) {
 /// # Safety
 ///
 /// Called by core mm's `do_swap_page` for a device-private page of a [`DevicePrivate<D>`]
-/// region, with the mmap lock held for reading (6.12 retries the fault under the mmap lock
-/// when it arrives under a per-VMA lock) and a reference on the page.
+/// region, with the mmap lock held for reading (core mm retries the fault under the mmap
+/// lock when it arrives under a per-VMA lock) and a reference on the page.
 unsafe extern "C" fn migrate_to_ram<D: SvmDriver<Mm = KMm>>(
     vmf: *mut bindings::vm_fault,
 ) -> bindings::vm_fault_t {
@@ -153,9 +156,10 @@ unsafe impl<D: SvmDriver> Sync for DevicePrivate<D> {}
 impl<D: SvmDriver<Mm = KMm>> DevicePrivate<D> {
     /// The ops core mm calls for pages of the region.
     pub const OPS: &'static bindings::dev_pagemap_ops = &bindings::dev_pagemap_ops {
-        page_free: Some(page_free::<D>),
+        folio_free: Some(folio_free::<D>),
         migrate_to_ram: Some(migrate_to_ram::<D>),
         memory_failure: None,
+        folio_split: None,
     };
 
     /// Requests a free physical range of at least `size` bytes (the kernel rounds the request up
@@ -192,7 +196,7 @@ impl<D: SvmDriver<Mm = KMm>> DevicePrivate<D> {
         let end = start + size - 1;
         let release = || {
             // SAFETY: Releases the whole region requested above.
-            unsafe { ext::gs_release_mem_region(start, res_len) }
+            unsafe { bindings::release_mem_region(start, res_len) }
         };
         // SAFETY: An all-zero `dev_pagemap` is the initial state `memremap_pages` expects (C
         // drivers kzalloc it).
@@ -296,7 +300,7 @@ impl<D: SvmDriver> Drop for DevicePrivate<D> {
         // (which may be larger than `size`, see `new`).
         unsafe {
             let res = self.res.as_ref();
-            ext::gs_release_mem_region(res.start, res.end - res.start + 1);
+            bindings::release_mem_region(res.start, res.end - res.start + 1);
         }
     }
 }

@@ -22,8 +22,10 @@ use crate::error::Result;
 use crate::invalidate::Invalidation;
 use crate::lock::RawRwLock;
 use crate::mm::{Clock, Mm, Owner};
+use crate::notifier::Notifier;
 use crate::pagemap::Pagemap;
 use crate::pages::SvmPages;
+use crate::range::Range;
 
 /// The driver side of an [`crate::Svm`] instance (`drm_gpusvm_ops` and the types around it).
 pub trait SvmDriver: Sized + Send + Sync + 'static {
@@ -43,6 +45,9 @@ pub trait SvmDriver: Sized + Send + Sync + 'static {
     type Devmem: DevmemAllocation<Self>;
     /// The driver's payload in every range; it embeds the range's [`SvmPages`].
     type RangeData: Send + Sync;
+    /// The driver's payload in every notifier window (`()` for most drivers; the C ABI keeps
+    /// upstream's `struct drm_gpusvm_notifier` here).
+    type NotifierData: Default + Send + Sync;
 
     /// Builds the payload of a new range covering `span` (the `range_alloc` op). Called before
     /// any lock is taken; it may allocate.
@@ -51,6 +56,48 @@ pub trait SvmDriver: Sized + Send + Sync + 'static {
     ///
     /// Whatever the driver reports; `find_or_insert` fails with it and creates nothing.
     fn range_data(&self, span: Span) -> Result<Self::RangeData>;
+
+    /// Builds the payload of a new notifier window `span` (the `notifier_alloc` op). Called before
+    /// any lock is taken; it may allocate.
+    ///
+    /// # Errors
+    ///
+    /// Whatever the driver reports; `find_or_insert` fails with it and creates nothing.
+    fn notifier_data(&self, span: Span) -> Result<Self::NotifierData> {
+        let _ = span;
+        Ok(Self::NotifierData::default())
+    }
+
+    /// Called when `range` has just been linked into `notifier`'s index, with the driver lock and
+    /// the notifier lock (read side) held: the point at which upstream links a range into its
+    /// notifier's interval tree and `range_list`. A driver that mirrors the index (the C ABI's
+    /// lists, which C callers walk themselves) updates its mirror here. It must not allocate,
+    /// sleep or call back into the core. For the first range of a new notifier it runs before
+    /// [`SvmDriver::notifier_linked`] (the notifier is not in the instance's index yet). The
+    /// default does nothing.
+    fn range_linked(&self, notifier: &Notifier<Self>, range: &Range<Self>) {
+        let _ = (notifier, range);
+    }
+
+    /// Called when `range` has just been unlinked from `notifier`'s index, under the same locks
+    /// and rules as [`SvmDriver::range_linked`]. The default does nothing.
+    fn range_unlinked(&self, notifier: &Notifier<Self>, range: &Range<Self>) {
+        let _ = (notifier, range);
+    }
+
+    /// Called when `notifier` has just been linked into the instance's notifier index (driver
+    /// lock held; its MMU interval notifier is registered and it holds its first range). The
+    /// default does nothing.
+    fn notifier_linked(&self, notifier: &Notifier<Self>) {
+        let _ = notifier;
+    }
+
+    /// Called when `notifier`, empty, is about to be unlinked from the instance's notifier index
+    /// and freed (driver lock held, its MMU interval notifier already removed). The default does
+    /// nothing.
+    fn notifier_unlinked(&self, notifier: &Notifier<Self>) {
+        let _ = notifier;
+    }
 
     /// Calls `f` for each pages object embedded in `data`, always in the same order (one per
     /// device).

@@ -26,14 +26,16 @@ use crate::driver::SvmDriver;
 use crate::error::{code, Error, Result};
 use crate::hmm::HmmPfn;
 use crate::invalidate::Invalidation;
-use crate::lock::SpinRwLock;
+use crate::lock::{RawRwLock, SpinRwLock};
 use crate::migrate::{migrate_to_devmem, MigrateDetails};
 use crate::mm::{
     Clock, HmmRange, IntervalNotifier, MigratePfn, MigrateSelect, MigrateVma, Mm, MmapReadGuard,
     MmuEvent, MmuRange, Owner, PageKind, PgmapId, Subscriber, VmaFlags, VmaInfo,
 };
+use crate::notifier::Notifier;
 use crate::pagemap::Pagemap;
 use crate::pages::SvmPages;
+use crate::range::Range;
 
 pub const PAGE: u64 = 4096;
 pub const SHIFT: PageShift = PageShift::SZ_4K;
@@ -57,6 +59,113 @@ impl MockClock {
 impl Clock for MockClock {
     fn now_ms(&self) -> u64 {
         self.0.load(Ordering::SeqCst)
+    }
+}
+
+// ------------------------------------------------------------------------------------------ lock
+
+pub struct LockInner {
+    raw: SpinRwLock,
+    readers: AtomicUsize,
+    writer: AtomicBool,
+}
+
+/// The notifier lock: a [`SpinRwLock`] behind a shared handle, so a test (or the driver's hooks)
+/// can hold a clone of the lock an `Svm` uses and see who holds it. The counters are updated
+/// while the lock is held, so they are exact for whoever looks from inside or outside it.
+#[derive(Clone)]
+pub struct MockLock(pub Arc<LockInner>);
+
+impl MockLock {
+    /// Number of read holds.
+    pub fn readers(&self) -> usize {
+        self.0.readers.load(Ordering::SeqCst)
+    }
+    /// Whether the lock is held for writing.
+    pub fn write_held(&self) -> bool {
+        self.0.writer.load(Ordering::SeqCst)
+    }
+    /// Whether a writer could take the lock now (tries, and releases it again on success).
+    pub fn write_would_succeed(&self) -> bool {
+        let ok = self.try_write_lock();
+        if ok {
+            // SAFETY: Taken just above.
+            unsafe { self.write_unlock() };
+        }
+        ok
+    }
+    /// What [`MockLock::readers`], [`MockLock::write_held`] and
+    /// [`MockLock::write_would_succeed`] say now.
+    pub fn seen(&self) -> LockSeen {
+        LockSeen {
+            readers: self.readers(),
+            writer: self.write_held(),
+            write_would_succeed: self.write_would_succeed(),
+        }
+    }
+}
+
+/// A snapshot of a [`MockLock`]'s state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LockSeen {
+    pub readers: usize,
+    pub writer: bool,
+    pub write_would_succeed: bool,
+}
+
+impl LockSeen {
+    /// Held for reading by exactly one holder, not for writing.
+    pub const READ_ONCE: LockSeen = LockSeen {
+        readers: 1,
+        writer: false,
+        write_would_succeed: false,
+    };
+    /// Not held at all.
+    pub const FREE: LockSeen = LockSeen {
+        readers: 0,
+        writer: false,
+        write_would_succeed: true,
+    };
+}
+
+// SAFETY: Delegates the protocol to `SpinRwLock`; the counters are only bookkeeping.
+unsafe impl RawRwLock for MockLock {
+    fn new() -> Self {
+        MockLock(Arc::new(LockInner {
+            raw: SpinRwLock::new(),
+            readers: AtomicUsize::new(0),
+            writer: AtomicBool::new(false),
+        }))
+    }
+
+    fn read_lock(&self) {
+        self.0.raw.read_lock();
+        self.0.readers.fetch_add(1, Ordering::SeqCst);
+    }
+
+    unsafe fn read_unlock(&self) {
+        self.0.readers.fetch_sub(1, Ordering::SeqCst);
+        // SAFETY: The caller holds the lock for reading.
+        unsafe { self.0.raw.read_unlock() };
+    }
+
+    fn write_lock(&self) {
+        self.0.raw.write_lock();
+        self.0.writer.store(true, Ordering::SeqCst);
+    }
+
+    fn try_write_lock(&self) -> bool {
+        let ok = self.0.raw.try_write_lock();
+        if ok {
+            self.0.writer.store(true, Ordering::SeqCst);
+        }
+        ok
+    }
+
+    unsafe fn write_unlock(&self) {
+        self.0.writer.store(false, Ordering::SeqCst);
+        // SAFETY: The caller holds the lock for writing.
+        unsafe { self.0.raw.write_unlock() };
     }
 }
 
@@ -1229,27 +1338,199 @@ pub struct DriverStats {
     pub zapped_bytes: AtomicUsize,
 }
 
+/// Per-notifier payload: the window `notifier_data` was asked for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MockNotifierData {
+    pub window: (u64, u64),
+}
+
+/// Which driver hook ran.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HookKind {
+    RangeLinked,
+    RangeUnlinked,
+    NotifierLinked,
+    NotifierUnlinked,
+    /// `notifier_data` (kept apart from the four hooks, in [`HookLog::data_calls`]).
+    NotifierData,
+}
+
+/// One hook call, with what the hook could observe when it ran.
+#[derive(Clone, Copy, Debug)]
+pub struct HookEvent {
+    pub kind: HookKind,
+    /// The range's span (range hooks) or the notifier's window (notifier hooks, notifier_data).
+    pub span: (u64, u64),
+    /// The notifier's window.
+    pub notifier: (u64, u64),
+    /// Identity of the range (range hooks) or 0.
+    pub range_addr: usize,
+    /// Identity of the notifier, or 0 for `notifier_data`.
+    pub notifier_addr: usize,
+    /// `notifier.data().window`, or `(0, 0)` for `notifier_data`.
+    pub data_window: (u64, u64),
+    /// The driver allocator's call counter when the hook ran.
+    pub alloc_calls: usize,
+    /// The notifier lock's state, if the log knows the lock ([`HookLog::set_lock`]).
+    pub lock: Option<LockSeen>,
+    /// Range hooks: whether the notifier's index finds this range at its start.
+    pub in_index: bool,
+    /// Whether the notifier held no range.
+    pub notifier_empty: bool,
+    /// Whether the notifier's MMU interval notifier was registered.
+    pub mmu_registered: bool,
+}
+
+/// A record of the driver hooks, with failure injection for `notifier_data`.
+pub struct HookLog {
+    events: Mutex<Vec<HookEvent>>,
+    data_calls: Mutex<Vec<HookEvent>>,
+    lock: Mutex<Option<MockLock>>,
+    /// Make `notifier_data` fail with `ENOMEM` while set.
+    pub fail_notifier_data: AtomicBool,
+}
+
+impl HookLog {
+    pub fn new() -> Arc<Self> {
+        // Reserved so that recording does not reach the heap in the common case.
+        Arc::new(HookLog {
+            events: Mutex::new(Vec::with_capacity(4096)),
+            data_calls: Mutex::new(Vec::with_capacity(64)),
+            lock: Mutex::new(None),
+            fail_notifier_data: AtomicBool::new(false),
+        })
+    }
+    /// Lets the hooks look at `lock` (the one given to `Svm::with_lock`).
+    pub fn set_lock(&self, l: &MockLock) {
+        *lock(&self.lock) = Some(l.clone());
+    }
+    /// Every hook event so far (the four hooks, not `notifier_data`).
+    pub fn events(&self) -> Vec<HookEvent> {
+        lock(&self.events).clone()
+    }
+    /// Removes and returns the hook events so far.
+    pub fn take(&self) -> Vec<HookEvent> {
+        core::mem::take(&mut *lock(&self.events))
+    }
+    /// The `notifier_data` calls so far.
+    pub fn data_calls(&self) -> Vec<HookEvent> {
+        lock(&self.data_calls).clone()
+    }
+    fn lock_seen(&self) -> Option<LockSeen> {
+        lock(&self.lock).as_ref().map(MockLock::seen)
+    }
+}
+
 /// The driver: unmaps every affected range, marks unmapped ranges on `Unmap`.
 pub struct MockDriver {
     pub devs: Vec<MockDma>,
     pub alloc: MockAlloc,
     pub stats: Arc<DriverStats>,
+    /// Where the index hooks are recorded (`None`: they do nothing, like the trait's defaults).
+    pub hooks: Option<Arc<HookLog>>,
+}
+
+impl MockDriver {
+    /// This driver, recording its hooks into `log`.
+    pub fn with_hooks(self, log: &Arc<HookLog>) -> Self {
+        MockDriver {
+            hooks: Some(log.clone()),
+            ..self
+        }
+    }
+
+    fn notifier_event(&self, kind: HookKind, notifier: &Notifier<Self>) -> HookEvent {
+        let window = (notifier.start(), notifier.end());
+        HookEvent {
+            kind,
+            span: window,
+            notifier: window,
+            range_addr: 0,
+            notifier_addr: notifier as *const Notifier<Self> as usize,
+            data_window: notifier.data().window,
+            alloc_calls: self.alloc.calls(),
+            lock: self.hooks.as_ref().and_then(|l| l.lock_seen()),
+            in_index: false,
+            // SAFETY: The hooks run with the driver lock held (their contract).
+            notifier_empty: unsafe { notifier.is_empty() },
+            mmu_registered: lock(&notifier.mm_notifier().mm).is_some(),
+        }
+    }
+
+    fn record_notifier(&self, kind: HookKind, notifier: &Notifier<Self>) {
+        if let Some(log) = &self.hooks {
+            let e = self.notifier_event(kind, notifier);
+            lock(&log.events).push(e);
+        }
+    }
+
+    fn record_range(&self, kind: HookKind, notifier: &Notifier<Self>, range: &Range<Self>) {
+        if let Some(log) = &self.hooks {
+            let mut e = self.notifier_event(kind, notifier);
+            e.span = (range.start(), range.end());
+            e.range_addr = range as *const Range<Self> as usize;
+            // SAFETY: As above: the driver lock is held.
+            e.in_index = unsafe { notifier.range_at(range.start()) }
+                .is_some_and(|r| core::ptr::eq(r, range));
+            lock(&log.events).push(e);
+        }
+    }
 }
 
 impl SvmDriver for MockDriver {
     type Mm = MockMm;
-    type Lock = SpinRwLock;
+    type Lock = MockLock;
     type Alloc = MockAlloc;
     type Clock = MockClock;
     type Dma = MockDma;
     type Pagemap = MockPagemap;
     type Devmem = MockDevmem;
     type RangeData = MockRangeData;
+    type NotifierData = MockNotifierData;
 
     fn range_data(&self, _span: Span) -> Result<MockRangeData> {
         Ok(MockRangeData {
             pages: self.devs.iter().map(|d| SvmPages::new(d.clone())).collect(),
         })
+    }
+
+    fn notifier_data(&self, span: Span) -> Result<MockNotifierData> {
+        let window = (span.start(), span.end());
+        if let Some(log) = &self.hooks {
+            lock(&log.data_calls).push(HookEvent {
+                kind: HookKind::NotifierData,
+                span: window,
+                notifier: window,
+                range_addr: 0,
+                notifier_addr: 0,
+                data_window: (0, 0),
+                alloc_calls: self.alloc.calls(),
+                lock: log.lock_seen(),
+                in_index: false,
+                notifier_empty: true,
+                mmu_registered: false,
+            });
+            if log.fail_notifier_data.load(Ordering::SeqCst) {
+                return Err(code::ENOMEM);
+            }
+        }
+        Ok(MockNotifierData { window })
+    }
+
+    fn range_linked(&self, notifier: &Notifier<Self>, range: &Range<Self>) {
+        self.record_range(HookKind::RangeLinked, notifier, range);
+    }
+
+    fn range_unlinked(&self, notifier: &Notifier<Self>, range: &Range<Self>) {
+        self.record_range(HookKind::RangeUnlinked, notifier, range);
+    }
+
+    fn notifier_linked(&self, notifier: &Notifier<Self>) {
+        self.record_notifier(HookKind::NotifierLinked, notifier);
+    }
+
+    fn notifier_unlinked(&self, notifier: &Notifier<Self>) {
+        self.record_notifier(HookKind::NotifierUnlinked, notifier);
     }
 
     fn for_each_pages<'a>(data: &'a MockRangeData, f: &mut dyn FnMut(&'a SvmPages<Self>)) {
@@ -1329,6 +1610,7 @@ impl World {
             devs: self.devs.clone(),
             alloc: self.alloc.clone(),
             stats: self.stats.clone(),
+            hooks: None,
         }
     }
 

@@ -79,6 +79,7 @@ pub struct Notifier<D: SvmDriver> {
     mm_notifier: MmNotifier<D::Mm>,
     shared: NonNull<SvmShared<D>>,
     registered: Cell<bool>,
+    data: D::NotifierData,
 }
 
 // SAFETY: Shared fields are immutable, backend objects that are `Send + Sync`, or accessed under
@@ -111,6 +112,7 @@ impl<D: SvmDriver> Notifier<D> {
         min_block: u64,
         shared: NonNull<SvmShared<D>>,
         alloc: D::Alloc,
+        data: D::NotifierData,
     ) -> crate::Result<Self> {
         let len_shift = span.len().trailing_zeros();
         let block_shift = len_shift
@@ -136,7 +138,18 @@ impl<D: SvmDriver> Notifier<D> {
             mm_notifier: <MmNotifier<D::Mm> as IntervalNotifier>::new(),
             shared,
             registered: Cell::new(false),
+            data,
         })
+    }
+
+    /// The driver's payload ([`SvmDriver::notifier_data`]).
+    pub fn data(&self) -> &D::NotifierData {
+        &self.data
+    }
+
+    fn driver(&self) -> &D {
+        // SAFETY: `shared` outlives the notifier (type invariants).
+        unsafe { self.shared.as_ref() }.driver()
     }
 
     /// First address of the window (`drm_gpusvm_notifier_start`).
@@ -247,9 +260,12 @@ impl<D: SvmDriver> Notifier<D> {
         let Some(tree) = (unsafe { self.tree_mut(range.start()) }) else {
             return Err(range);
         };
+        let linked = NonNull::from(&*range);
         tree.insert(range);
         // INVARIANT: one more range in the trees.
         self.len.set(self.len.get().saturating_add(1));
+        // SAFETY: The tree now holds a reference, so the range is alive.
+        self.driver().range_linked(self, unsafe { linked.as_ref() });
         Ok(())
     }
 
@@ -267,6 +283,7 @@ impl<D: SvmDriver> Notifier<D> {
         if removed.is_some() {
             // INVARIANT: one range fewer in the trees.
             self.len.set(self.len.get().saturating_sub(1));
+            self.driver().range_unlinked(self, range);
         }
         removed
     }

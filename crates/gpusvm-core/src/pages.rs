@@ -287,6 +287,17 @@ impl<D: SvmDriver> SvmPages<D> {
         })
     }
 
+    /// Runs `f` on the pagemap the device pages of the current mapping belong to (`None` without
+    /// device pages): upstream's `svm_pages->dpagemap`. The caller holds the notifier lock.
+    pub fn with_pagemap<R>(
+        &self,
+        nl: &impl NotifierLocked,
+        f: impl FnOnce(Option<&D::Pagemap>) -> R,
+    ) -> R {
+        let mut st = self.lock_state(nl);
+        st.with(|s| f(s.pagemap.as_ref()))
+    }
+
     /// Number of pages covered by the current mapping, and the number of DMA entries.
     pub(crate) fn mapped_counts(&self, nl: &impl NotifierLocked) -> (usize, usize) {
         let mut st = self.lock_state(nl);

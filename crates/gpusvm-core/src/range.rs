@@ -199,6 +199,24 @@ impl<D: SvmDriver> RangeRef<D> {
         a.ptr == b.ptr
     }
 
+    /// Gives up the count as a raw pointer, for an owner outside Rust (the C ABI keeps it in
+    /// upstream's `struct drm_gpusvm_range`); [`RangeRef::from_raw`] takes it back.
+    pub fn into_raw(self) -> NonNull<Range<D>> {
+        let ptr = self.ptr;
+        core::mem::forget(self);
+        ptr
+    }
+
+    /// Takes back a count given up by [`RangeRef::into_raw`].
+    ///
+    /// # Safety
+    ///
+    /// `ptr` came from [`RangeRef::into_raw`] and its count has not been taken back yet.
+    pub unsafe fn from_raw(ptr: NonNull<Range<D>>) -> Self {
+        // INVARIANT: the count given up by `into_raw` passes to the new reference.
+        RangeRef { ptr }
+    }
+
     /// Gives the count to the tree (as an `UnsafeRef`); [`RangeRef::from_tree`] takes it back.
     pub(crate) fn into_tree(self) -> UnsafeRef<Range<D>> {
         let ptr = self.ptr;

@@ -232,6 +232,24 @@ impl<D: SvmDriver> Svm<D> {
         alloc: D::Alloc,
         clock: D::Clock,
     ) -> Result<Self> {
+        Self::with_lock(config, driver, D::Lock::new(), mm, alloc, clock)
+    }
+
+    /// [`Svm::new`] with a notifier lock the caller made: for a lock that lives outside the
+    /// instance at a fixed address, such as the `notifier_lock` that C callers of upstream's API
+    /// take themselves (`drm_gpusvm_notifier_lock`).
+    ///
+    /// # Errors
+    ///
+    /// As for [`Svm::new`]; the lock is dropped.
+    pub fn with_lock(
+        config: SvmConfig<'_>,
+        driver: D,
+        lock: D::Lock,
+        mm: Option<D::Mm>,
+        alloc: D::Alloc,
+        clock: D::Clock,
+    ) -> Result<Self> {
         let page = PageShift::new(config.page_shift)?;
         let (window, chunks) = if mm.is_some() {
             if !config.notifier_size.is_power_of_two() || config.notifier_size < page.size() {
@@ -250,7 +268,7 @@ impl<D: SvmDriver> Svm<D> {
         let shared = SvmShared {
             name: config.name,
             driver,
-            lock: D::Lock::new(),
+            lock,
             clock,
             alloc: alloc.clone(),
             mm,
@@ -511,8 +529,15 @@ impl<D: SvmDriver> Svm<D> {
                 )
                 .map_err(|_| code::EINVAL)?;
                 let max_chunk = self.chunk_sizes().first().copied().unwrap_or(0);
-                let notifier =
-                    Notifier::new(nspan, max_chunk, sh.page.size(), shared, sh.alloc.clone())?;
+                let data = sh.driver.notifier_data(nspan)?;
+                let notifier = Notifier::new(
+                    nspan,
+                    max_chunk,
+                    sh.page.size(),
+                    shared,
+                    sh.alloc.clone(),
+                    data,
+                )?;
                 let node = KBox::try_new(notifier, sh.alloc.clone()).map_err(|(e, _)| e)?;
                 let (ptr, _alloc) = KBox::into_raw(node);
                 // SAFETY: The node was just allocated and is never moved; it is freed only after
@@ -540,6 +565,8 @@ impl<D: SvmDriver> Svm<D> {
                 // SAFETY: The node is alive and linked nowhere else.
                 self.notifiers
                     .insert(unsafe { UnsafeRef::from_raw(notifier.as_ptr()) });
+                // SAFETY: Alive: the tree holds it.
+                sh.driver.notifier_linked(unsafe { notifier.as_ref() });
             }
             (Err(_), true) => {
                 // SAFETY: The node is registered, holds no range (insertion failed before
@@ -768,6 +795,10 @@ impl<D: SvmDriver> Svm<D> {
     pub(crate) unsafe fn free_notifier(&mut self, notifier: NonNull<Notifier<D>>) {
         // SAFETY: The node is alive; we hold the driver lock and are not in a callback.
         unsafe { notifier.as_ref().unregister() };
+        // SAFETY: As above.
+        self.shared()
+            .driver
+            .notifier_unlinked(unsafe { notifier.as_ref() });
         // SAFETY: The node is in this tree (caller's guarantee).
         let _unlinked = unsafe {
             self.notifiers

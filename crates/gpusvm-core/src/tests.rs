@@ -6,7 +6,9 @@
 
 extern crate std;
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::vec::Vec;
 
 use crate::mock::*;
@@ -1458,4 +1460,605 @@ fn ranges_much_larger_than_a_block() {
         .collect();
     assert_eq!(all, [0, 16, 32, 48].map(|m| BASE + m * M));
     teardown(w, s);
+}
+
+// ------------------------------------------------------------- driver index hooks, with_lock
+
+/// The notifier window of every test below (`BASE` is 512 MiB aligned).
+const WINDOW: (u64, u64) = (BASE, BASE + 512 * M);
+
+fn kinds(ev: &[HookEvent]) -> Vec<(HookKind, (u64, u64))> {
+    ev.iter().map(|e| (e.kind, e.span)).collect()
+}
+
+fn addr_of<T>(x: &T) -> usize {
+    x as *const T as usize
+}
+
+/// An instance whose driver records its hooks into the returned log.
+fn hooked_svm(w: &World) -> (Svm<MockDriver>, Arc<HookLog>) {
+    let log = HookLog::new();
+    let s = Svm::new(
+        config(),
+        w.driver().with_hooks(&log),
+        Some(w.mm.clone()),
+        w.alloc.clone(),
+        w.clock.clone(),
+    )
+    .unwrap();
+    (s, log)
+}
+
+/// As [`hooked_svm`], built with `Svm::with_lock` and a lock the hooks can look at.
+fn hooked_locked_svm(w: &World) -> (Svm<MockDriver>, Arc<HookLog>, MockLock) {
+    let log = HookLog::new();
+    let lock = MockLock::new();
+    log.set_lock(&lock);
+    let s = Svm::with_lock(
+        config(),
+        w.driver().with_hooks(&log),
+        lock.clone(),
+        Some(w.mm.clone()),
+        w.alloc.clone(),
+        w.clock.clone(),
+    )
+    .unwrap();
+    (s, log, lock)
+}
+
+/// What a driver mirroring the index (the C ABI's lists) would hold.
+#[derive(Default, Debug)]
+struct IndexModel {
+    /// Linked ranges: identity → (span, notifier identity).
+    ranges: HashMap<usize, ((u64, u64), usize)>,
+    /// Linked notifiers: identity → window.
+    notifiers: HashMap<usize, (u64, u64)>,
+    /// A new notifier whose first range was linked, which must be linked next.
+    pending: Option<usize>,
+    range_links: usize,
+    range_unlinks: usize,
+    notifier_links: usize,
+    notifier_unlinks: usize,
+}
+
+impl IndexModel {
+    /// Replays hook events, checking that each one is consistent with what came before: a range
+    /// is linked once and unlinked once, inside its notifier's window, overlapping no linked
+    /// range; a new notifier is linked right after its first range, and unlinked only once it
+    /// holds none; the hooks see the index and the notifier's payload as the hook says.
+    fn replay(&mut self, events: &[HookEvent]) {
+        for e in events {
+            assert_eq!(e.data_window, e.notifier, "notifier payload {e:?}");
+            if let Some(p) = self.pending.take() {
+                assert!(
+                    e.kind == HookKind::NotifierLinked && e.notifier_addr == p,
+                    "a new notifier must be linked right after its first range: {e:?}"
+                );
+            }
+            match e.kind {
+                HookKind::RangeLinked => {
+                    assert!(e.in_index && !e.notifier_empty, "{e:?}");
+                    assert!(
+                        e.notifier.0 <= e.span.0 && e.span.1 <= e.notifier.1,
+                        "{e:?}"
+                    );
+                    assert!(
+                        self.ranges.values().all(|&((a, b), n)| n != e.notifier_addr
+                            || b <= e.span.0
+                            || e.span.1 <= a),
+                        "overlapping link {e:?}"
+                    );
+                    let old = self.ranges.insert(e.range_addr, (e.span, e.notifier_addr));
+                    assert!(old.is_none(), "range linked twice: {e:?}");
+                    if !self.notifiers.contains_key(&e.notifier_addr) {
+                        self.pending = Some(e.notifier_addr);
+                    }
+                    self.range_links += 1;
+                }
+                HookKind::RangeUnlinked => {
+                    assert!(!e.in_index, "{e:?}");
+                    assert!(self.notifiers.contains_key(&e.notifier_addr), "{e:?}");
+                    let old = self.ranges.remove(&e.range_addr);
+                    assert_eq!(old, Some((e.span, e.notifier_addr)), "unlink of {e:?}");
+                    self.range_unlinks += 1;
+                }
+                HookKind::NotifierLinked => {
+                    assert!(e.mmu_registered && !e.notifier_empty, "{e:?}");
+                    let held = self
+                        .ranges
+                        .values()
+                        .filter(|r| r.1 == e.notifier_addr)
+                        .count();
+                    assert_eq!(held, 1, "a new notifier holds its first range: {e:?}");
+                    let old = self.notifiers.insert(e.notifier_addr, e.span);
+                    assert!(old.is_none(), "notifier linked twice: {e:?}");
+                    self.notifier_links += 1;
+                }
+                HookKind::NotifierUnlinked => {
+                    assert!(!e.mmu_registered && e.notifier_empty, "{e:?}");
+                    assert!(
+                        self.ranges.values().all(|r| r.1 != e.notifier_addr),
+                        "notifier unlinked with ranges: {e:?}"
+                    );
+                    assert_eq!(self.notifiers.remove(&e.notifier_addr), Some(e.span));
+                    self.notifier_unlinks += 1;
+                }
+                HookKind::NotifierData => panic!("not a hook event: {e:?}"),
+            }
+        }
+    }
+
+    /// Everything linked was unlinked.
+    fn assert_empty(&self) {
+        assert!(self.pending.is_none(), "{self:?}");
+        assert!(self.ranges.is_empty(), "ranges still linked: {self:?}");
+        assert!(
+            self.notifiers.is_empty(),
+            "notifiers still linked: {self:?}"
+        );
+        assert_eq!(self.range_links, self.range_unlinks);
+        assert_eq!(self.notifier_links, self.notifier_unlinks);
+    }
+}
+
+/// The range hooks run under the notifier lock held for reading (exactly once: no writer can
+/// get in); the notifier hooks under the driver lock only, as upstream changes its notifier
+/// list without `notifier_lock`.
+fn assert_hook_locks(events: &[HookEvent]) {
+    for e in events {
+        let want = match e.kind {
+            HookKind::RangeLinked | HookKind::RangeUnlinked => LockSeen::READ_ONCE,
+            _ => LockSeen::FREE,
+        };
+        assert_eq!(e.lock, Some(want), "lock state in {e:?}");
+    }
+}
+
+/// `find_or_insert` of a range in a new notifier reports the range, then the notifier; a second
+/// range of the same notifier only the range. Both run after every allocation of the call, with
+/// the range in the index and the notifier registered and carrying its `notifier_data` payload.
+/// Hits and failures report nothing.
+#[test]
+fn find_or_insert_links_the_range_then_the_new_notifier() {
+    let w = World::new(1);
+    w.mm.mmap(BASE, BASE + 64 * K, RW_ANON);
+    w.mm.mmap(BASE + 64 * K, BASE + 128 * K, RW_ANON);
+    let (mut s, log) = hooked_svm(&w);
+    let mut model = IndexModel::default();
+
+    let r1 = s.range_find_or_insert(BASE, gpuva(), &ctx()).unwrap();
+    let calls = w.alloc.calls();
+    let ev = log.take();
+    assert_eq!(
+        kinds(&ev),
+        [
+            (HookKind::RangeLinked, (BASE, BASE + 64 * K)),
+            (HookKind::NotifierLinked, WINDOW),
+        ]
+    );
+    let n = s.notifier_find(r1.span()).unwrap();
+    assert_eq!(n.data().window, WINDOW, "the payload notifier_data built");
+    assert_eq!(ev[0].range_addr, addr_of(&*r1));
+    assert!(ev.iter().all(|e| e.notifier_addr == addr_of(n)));
+    assert!(ev.iter().all(|e| e.notifier == WINDOW && e.lock.is_none()));
+    assert!(
+        ev.iter().all(|e| e.alloc_calls == calls),
+        "nothing allocates from the first hook on: {ev:?}, {calls}"
+    );
+    assert!(ev[0].in_index && ev[1].mmu_registered);
+    let data = log.data_calls();
+    assert_eq!(data.len(), 1);
+    assert_eq!(data[0].span, WINDOW);
+    model.replay(&ev);
+
+    let r2 = s
+        .range_find_or_insert(BASE + 64 * K, gpuva(), &ctx())
+        .unwrap();
+    let calls = w.alloc.calls();
+    let ev = log.take();
+    assert_eq!(
+        kinds(&ev),
+        [(HookKind::RangeLinked, (BASE + 64 * K, BASE + 128 * K))]
+    );
+    assert_eq!(ev[0].range_addr, addr_of(&*r2));
+    assert_eq!(
+        ev[0].notifier_addr,
+        addr_of(s.notifier_find(r1.span()).unwrap())
+    );
+    assert_eq!(ev[0].alloc_calls, calls);
+    assert_eq!(
+        log.data_calls().len(),
+        1,
+        "no payload for an existing notifier"
+    );
+    model.replay(&ev);
+
+    // A hit, a failure in the existing notifier and one in a new notifier link nothing.
+    let hit = s
+        .range_find_or_insert(BASE + 4096, gpuva(), &ctx())
+        .unwrap();
+    assert!(RangeRef::ptr_eq(&hit, &r1));
+    assert_eq!(
+        s.range_find_or_insert(BASE + 4 * M, gpuva(), &ctx()).err(),
+        Some(code::ENOENT)
+    );
+    assert_eq!(
+        s.range_find_or_insert(BASE + 512 * M, gpuva(), &ctx())
+            .err(),
+        Some(code::ENOENT)
+    );
+    assert!(log.events().is_empty(), "{:?}", log.events());
+    let data = log.data_calls();
+    assert_eq!(data.len(), 2);
+    assert_eq!(data[1].span, (BASE + 512 * M, BASE + 1024 * M));
+    assert_eq!((s.num_ranges(), s.num_notifiers()), (2, 1));
+
+    drop((r1, r2, hit));
+    teardown(w, s);
+    model.replay(&log.take());
+    model.assert_empty();
+}
+
+/// Removing a range that is not the last reports only its unlink; removing the last one
+/// reports its unlink, then the notifier's, after the MMU notifier is gone. Removal allocates
+/// nothing, and removing twice reports nothing.
+#[test]
+fn range_remove_unlinks_the_range_then_the_emptied_notifier() {
+    let w = World::new(1);
+    w.mm.mmap(BASE, BASE + 64 * K, RW_ANON);
+    w.mm.mmap(BASE + 64 * K, BASE + 128 * K, RW_ANON);
+    let (mut s, log) = hooked_svm(&w);
+    let mut model = IndexModel::default();
+    let r1 = s.range_find_or_insert(BASE, gpuva(), &ctx()).unwrap();
+    let r2 = s
+        .range_find_or_insert(BASE + 64 * K, gpuva(), &ctx())
+        .unwrap();
+    let linked = log.take();
+    let notifier = linked[1].notifier_addr;
+    model.replay(&linked);
+
+    let calls = w.alloc.calls();
+    s.range_remove(&r2);
+    let ev = log.take();
+    assert_eq!(
+        kinds(&ev),
+        [(HookKind::RangeUnlinked, (BASE + 64 * K, BASE + 128 * K))]
+    );
+    assert_eq!(ev[0].range_addr, addr_of(&*r2));
+    assert_eq!(ev[0].notifier_addr, notifier);
+    assert!(!ev[0].in_index && !ev[0].notifier_empty);
+    assert_eq!(ev[0].alloc_calls, calls);
+    assert_eq!((s.num_ranges(), s.num_notifiers()), (1, 1));
+    model.replay(&ev);
+
+    s.range_remove(&r2);
+    assert!(log.events().is_empty(), "a second remove reports nothing");
+
+    s.range_remove(&r1);
+    let ev = log.take();
+    assert_eq!(
+        kinds(&ev),
+        [
+            (HookKind::RangeUnlinked, (BASE, BASE + 64 * K)),
+            (HookKind::NotifierUnlinked, WINDOW),
+        ]
+    );
+    assert_eq!(ev[0].range_addr, addr_of(&*r1));
+    assert!(ev.iter().all(|e| e.notifier_addr == notifier));
+    assert!(ev[0].notifier_empty && !ev[0].in_index);
+    assert!(!ev[1].mmu_registered, "the MMU notifier goes first");
+    assert!(ev.iter().all(|e| e.alloc_calls == calls));
+    assert_eq!(w.alloc.calls(), calls, "removal allocates nothing");
+    assert_eq!((s.num_ranges(), s.num_notifiers()), (0, 0));
+    assert_eq!(w.mm.registered_notifiers(), 0);
+    model.replay(&ev);
+    model.assert_empty();
+
+    drop((r1, r2));
+    teardown(w, s);
+    assert!(log.events().is_empty(), "nothing left to unlink at drop");
+}
+
+/// The range hooks run with the notifier lock held for reading — on insert, on removal, on a
+/// split and at drop — so a writer (the invalidation) cannot get in while a driver updates its
+/// mirror. The notifier hooks and `notifier_data` run without it.
+#[test]
+fn range_hooks_run_under_the_notifier_read_lock() {
+    let w = World::new(1);
+    let (mut s, log, lock) = hooked_locked_svm(&w);
+    s.set_range_split(true);
+    let a = mapped_2m(&w, &mut s);
+    w.mm.mmap(BASE + 2 * M, BASE + 2 * M + 64 * K, RW_ANON);
+    let b = s
+        .range_find_or_insert(BASE + 2 * M, gpuva(), &ctx())
+        .unwrap();
+    assert_eq!(lock.seen(), LockSeen::FREE);
+    w.mm.munmap(BASE + M, BASE + M + 4096);
+    let pending = s.take_unmapped().unwrap();
+    let pieces = s.split_range(&pending).unwrap();
+    assert_eq!(lock.seen(), LockSeen::FREE);
+    s.range_remove(&b);
+    assert_eq!(lock.seen(), LockSeen::FREE);
+    drop((a, b, pending));
+    teardown(w, s);
+
+    let ev = log.events();
+    let count = |k: HookKind| ev.iter().filter(|e| e.kind == k).count();
+    assert_eq!(count(HookKind::RangeLinked), 2 + pieces);
+    assert_eq!(count(HookKind::RangeUnlinked), 2 + pieces);
+    assert_eq!(count(HookKind::NotifierLinked), 1);
+    assert_eq!(count(HookKind::NotifierUnlinked), 1);
+    assert_hook_locks(&ev);
+    let data = log.data_calls();
+    assert_eq!(data.len(), 1);
+    assert_eq!(
+        data[0].lock,
+        Some(LockSeen::FREE),
+        "notifier_data takes no lock"
+    );
+    let mut model = IndexModel::default();
+    model.replay(&ev);
+    model.assert_empty();
+}
+
+/// A failing `notifier_data` fails `find_or_insert` with its error and creates nothing: no
+/// range, no notifier, no MMU notifier, no leak, no hook. It is only asked for new notifiers.
+#[test]
+fn failing_notifier_data_creates_nothing() {
+    let w = World::new(1);
+    w.mm.mmap(BASE, BASE + 2 * M, RW_ANON);
+    let (mut s, log) = hooked_svm(&w);
+    let live = w.alloc.live();
+    log.fail_notifier_data.store(true, Ordering::SeqCst);
+    assert_eq!(
+        s.range_find_or_insert(BASE, gpuva(), &ctx()).err(),
+        Some(code::ENOMEM)
+    );
+    assert_eq!((s.num_ranges(), s.num_notifiers()), (0, 0));
+    assert!(log.events().is_empty(), "{:?}", log.events());
+    assert_eq!(log.data_calls().len(), 1);
+    assert_eq!(log.data_calls()[0].span, WINDOW);
+    assert_eq!(w.mm.registered_notifiers(), 0);
+    assert_eq!(w.alloc.live(), live);
+    assert_eq!((w.mm.users(), w.mm.readers()), (0, 0));
+    assert!(s
+        .notifier_find(Span::new(BASE, BASE + 1).unwrap())
+        .is_none());
+
+    // Once it succeeds, the same fault works.
+    log.fail_notifier_data.store(false, Ordering::SeqCst);
+    let r = s.range_find_or_insert(BASE, gpuva(), &ctx()).unwrap();
+    assert_eq!(
+        kinds(&log.take()),
+        [
+            (HookKind::RangeLinked, (BASE, BASE + 2 * M)),
+            (HookKind::NotifierLinked, WINDOW),
+        ]
+    );
+
+    // An existing notifier needs no payload; a new one still fails.
+    log.fail_notifier_data.store(true, Ordering::SeqCst);
+    w.mm.mmap(BASE + 2 * M, BASE + 2 * M + 64 * K, RW_ANON);
+    let r2 = s
+        .range_find_or_insert(BASE + 2 * M, gpuva(), &ctx())
+        .unwrap();
+    assert_eq!(
+        kinds(&log.take()),
+        [(HookKind::RangeLinked, (BASE + 2 * M, BASE + 2 * M + 64 * K))]
+    );
+    w.mm.mmap(BASE + 512 * M, BASE + 514 * M, RW_ANON);
+    assert_eq!(
+        s.range_find_or_insert(BASE + 512 * M, gpuva(), &ctx())
+            .err(),
+        Some(code::ENOMEM)
+    );
+    assert!(log.events().is_empty());
+    assert_eq!(log.data_calls().len(), 3);
+    assert_eq!((s.num_ranges(), s.num_notifiers()), (2, 1));
+    assert_eq!(w.mm.registered_notifiers(), 1);
+    drop((r, r2));
+    teardown(w, s);
+}
+
+/// A split reports the old range unlinked, then each piece linked, in address order, all with
+/// no allocation once the first hook ran (the pieces are allocated before the lock); a failed
+/// split and the invalidations report nothing; removing everything unlinks every piece and the
+/// notifier, once each.
+#[test]
+fn split_unlinks_the_old_range_and_links_each_piece() {
+    let w = World::new(1);
+    let (mut s, log, _lock) = hooked_locked_svm(&w);
+    s.set_range_split(true);
+    let r = mapped_2m(&w, &mut s);
+    let mut model = IndexModel::default();
+    let ev = log.take();
+    assert_hook_locks(&ev);
+    model.replay(&ev);
+
+    w.mm.munmap(BASE + M, BASE + M + 4096);
+    assert!(
+        log.events().is_empty(),
+        "invalidations do not touch the index"
+    );
+    let pending = s.take_unmapped().unwrap();
+    w.alloc.fail_nth(3);
+    assert_eq!(s.split_range(&pending), Err(code::ENOMEM));
+    assert!(log.events().is_empty(), "a failed split changes nothing");
+
+    let pieces = s.split_range(&pending).unwrap();
+    let calls = w.alloc.calls();
+    let ev = log.take();
+    assert_eq!(ev.len(), 1 + pieces, "{:?}", kinds(&ev));
+    assert_eq!(ev[0].kind, HookKind::RangeUnlinked);
+    assert_eq!(ev[0].span, (BASE, BASE + 2 * M));
+    assert_eq!(ev[0].range_addr, addr_of(&*r));
+    let all = Span::new(0, u64::MAX).unwrap();
+    let spans: Vec<(u64, u64)> = s.ranges(all).map(|p| (p.start(), p.end())).collect();
+    let addrs: Vec<usize> = s.ranges(all).map(addr_of).collect();
+    assert_eq!(spans.len(), pieces);
+    assert!(ev[1..].iter().all(|e| e.kind == HookKind::RangeLinked));
+    assert_eq!(
+        ev[1..].iter().map(|e| e.span).collect::<Vec<_>>(),
+        spans,
+        "each piece, in address order"
+    );
+    assert_eq!(
+        ev[1..].iter().map(|e| e.range_addr).collect::<Vec<_>>(),
+        addrs
+    );
+    assert!(ev.iter().all(|e| e.notifier_addr == ev[0].notifier_addr));
+    assert!(
+        ev.iter().all(|e| e.alloc_calls == calls),
+        "the pieces are allocated before the lock: {calls}, {ev:?}"
+    );
+    assert_hook_locks(&ev);
+    model.replay(&ev);
+
+    // The GC removes everything: each piece once, then the notifier.
+    drop((r, pending));
+    w.mm.munmap(BASE, BASE + 2 * M);
+    assert!(log.events().is_empty());
+    while let Some(r) = s.take_unmapped() {
+        s.range_remove(&r);
+    }
+    let ev = log.take();
+    assert_eq!(ev.len(), pieces + 1);
+    assert_eq!(ev.last().map(|e| e.kind), Some(HookKind::NotifierUnlinked));
+    model.replay(&ev);
+    model.assert_empty();
+    assert_eq!(model.range_links, 1 + pieces);
+    teardown(w, s);
+    assert!(log.events().is_empty());
+}
+
+/// Dropping the instance unlinks every range that is still linked — original ranges and split
+/// pieces, in several notifiers — and then each notifier, once each.
+#[test]
+fn dropping_the_svm_unlinks_everything_that_was_linked() {
+    let w = World::new(1);
+    let (mut s, log, _lock) = hooked_locked_svm(&w);
+    s.set_range_split(true);
+    let r = mapped_2m(&w, &mut s);
+    w.mm.mmap(BASE + 4 * M, BASE + 4 * M + 64 * K, RW_ANON);
+    w.mm.mmap(BASE + 512 * M, BASE + 514 * M, RW_ANON);
+    w.mm.mmap(BASE + 2048 * M, BASE + 2048 * M + 4 * K, RW_ANON);
+    let others: Vec<_> = [BASE + 4 * M, BASE + 512 * M, BASE + 2048 * M]
+        .map(|a| s.range_find_or_insert(a, gpuva(), &ctx()).unwrap())
+        .into();
+    w.mm.munmap(BASE + 2 * M - 4096, BASE + 2 * M);
+    let pending = s.take_unmapped().unwrap();
+    let pieces = s.split_range(&pending).unwrap();
+    assert!(pieces > 1);
+    assert_eq!(s.num_notifiers(), 3);
+    let before = log.events().len();
+    drop((r, pending, others));
+    teardown(w, s);
+
+    let ev = log.events();
+    let dropped = &ev[before..];
+    assert!(
+        dropped
+            .iter()
+            .all(|e| matches!(e.kind, HookKind::RangeUnlinked | HookKind::NotifierUnlinked)),
+        "drop only unlinks"
+    );
+    assert_eq!(
+        dropped
+            .iter()
+            .filter(|e| e.kind == HookKind::NotifierUnlinked)
+            .count(),
+        3
+    );
+    assert_hook_locks(&ev);
+    let mut model = IndexModel::default();
+    model.replay(&ev);
+    model.assert_empty();
+    assert_eq!(model.range_links, 4 + pieces);
+    assert_eq!(model.notifier_links, 3);
+}
+
+/// `Svm::with_lock` works like `Svm::new` (the fault flow), on the lock it was given: the
+/// instance's read and write guards are holds of that lock, and a reader holding it from
+/// outside keeps the invalidation out. On error, and when the instance goes, the lock is
+/// dropped.
+#[test]
+fn with_lock_uses_the_callers_lock() {
+    let w = World::new(1);
+    w.mm.mmap(BASE, BASE + 2 * M, RW_ANON);
+    let lock = MockLock::new();
+    let bad = SvmConfig {
+        notifier_size: 3 * M,
+        ..config()
+    };
+    let err = Svm::with_lock(
+        bad,
+        w.driver(),
+        lock.clone(),
+        Some(w.mm.clone()),
+        w.alloc.clone(),
+        w.clock.clone(),
+    )
+    .err();
+    assert_eq!(err, Some(code::EINVAL));
+    assert_eq!(
+        Arc::strong_count(&lock.0),
+        1,
+        "the lock is dropped on error"
+    );
+
+    let mut s = Svm::with_lock(
+        config(),
+        w.driver(),
+        lock.clone(),
+        Some(w.mm.clone()),
+        w.alloc.clone(),
+        w.clock.clone(),
+    )
+    .unwrap();
+    assert_eq!(Arc::strong_count(&lock.0), 2);
+
+    // The fault flow.
+    let r = s
+        .range_find_or_insert(BASE + 0x1234, gpuva(), &ctx())
+        .unwrap();
+    assert_eq!(r.span(), Span::new(BASE, BASE + 2 * M).unwrap());
+    s.range_get_pages(&r, pages0(&r), &ctx()).unwrap();
+    assert_eq!(w.dma_live(), 512);
+    assert_eq!(lock.seen(), LockSeen::FREE);
+    {
+        let nl = s.notifier_lock();
+        assert_eq!(lock.seen(), LockSeen::READ_ONCE);
+        assert!(s.range_pages_valid(&nl, &r));
+        assert_eq!(s.pages_entries(&nl, pages0(&r), |e| e.len()), Some(512));
+    }
+    {
+        let wg = s.notifier_lock_write();
+        assert!(lock.write_held() && !lock.write_would_succeed());
+        assert!(s.pages_valid(&wg, pages0(&r)));
+    }
+    assert_eq!(lock.seen(), LockSeen::FREE);
+
+    // A reader of the caller's lock keeps the instance's writer out: the non-blockable
+    // invalidation cannot take it, and the pages stay valid.
+    lock.read_lock();
+    assert!(!w.mm.invalidate_nonblocking(BASE, BASE + 2 * M));
+    assert!(s.range_pages_valid(&s.notifier_lock(), &r));
+    assert_eq!(w.dma_live(), 512);
+    // SAFETY: Taken just above.
+    unsafe { lock.read_unlock() };
+    assert!(w.mm.invalidate_nonblocking(BASE, BASE + 2 * M));
+    assert!(!s.range_pages_valid(&s.notifier_lock(), &r));
+    assert_eq!(w.dma_live(), 0);
+    // And the refault.
+    s.range_get_pages(&r, pages0(&r), &ctx()).unwrap();
+    assert!(s.range_pages_valid(&s.notifier_lock(), &r));
+
+    drop(r);
+    teardown(w, s);
+    assert_eq!(
+        Arc::strong_count(&lock.0),
+        1,
+        "the instance dropped its lock"
+    );
+    assert_eq!(lock.seen(), LockSeen::FREE);
 }

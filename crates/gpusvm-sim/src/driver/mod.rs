@@ -68,6 +68,7 @@ impl SvmDriver for SimDriver {
     type Pagemap = SimPagemap;
     type Devmem = SimDevmem;
     type RangeData = SimRangeData;
+    type NotifierData = ();
 
     fn range_data(&self, _span: Span) -> Result<SimRangeData> {
         let devs = self.shared.devices();
