@@ -181,7 +181,7 @@ done
 log "syncing the Rust DRM_GPUSVM into the tree (drivers/gpu/drm/gpusvm_rust)"
 GS_TREE=$SRC/drivers/gpu/drm/gpusvm_rust
 mkdir -p "$GS_TREE/vendor"
-sync_dir() { rsync -a --checksum --delete "$@"; }
+sync_dir() { mkdir -p "${*: -1}" && rsync -a --checksum --delete "$@"; }
 sync_dir --exclude=/shim --exclude=/vendor --exclude=/crates.mk --exclude=/deps.mk \
 	"$SHIM/drm_gpusvm/" "$GS_TREE/"
 rsync -a --checksum "$SHIM/crates.mk" "$GS_TREE/crates.mk"
@@ -260,6 +260,19 @@ cp "$OUT/deps.mk" "$MOD/deps.mk"
 if grep -iE '^(warning|error)|: (warning|error):' "$OUT/module-build.log"; then
 	die "the module build has warnings (log: $OUT/module-build.log)"
 fi
+
+# Upstream's C DRM_GPUSVM, built from the same tree as an out-of-tree module of the same name: the
+# reference the guest compares ours with (kernel-shim/abi-test). modpost accepts an external
+# module that exports what an in-tree module exports.
+REF=$OUT/upstream-ref
+rm -rf "$REF"
+mkdir -p "$REF"
+cp "$SRC"/drivers/gpu/drm/{drm_gpusvm.c,drm_pagemap.c,drm_pagemap_util.c} "$REF/"
+printf 'obj-m := drm_gpusvm_helper.o\ndrm_gpusvm_helper-y := drm_gpusvm.o drm_pagemap.o drm_pagemap_util.o\n' \
+	> "$REF/Kbuild"
+log "building upstream's C drm_gpusvm_helper as the reference"
+"${KMAKE[@]}" M="$REF" -j"$JOBS" modules > "$OUT/upstream-ref-build.log" 2>&1 ||
+	{ cat "$OUT/upstream-ref-build.log"; die "reference module build failed"; }
 
 log "building the test programs"
 gcc -static -O2 -Wall -Wextra -Werror -I"$SHIM/include" -o "$OUT/dmirror_test" \

@@ -23,8 +23,8 @@
 use core::ptr::NonNull;
 
 use gpusvm_core::{
-    code, Ctx, Error, Owner, PagesFlags, PgmapId, Range, RangeFlags, ReadGuard, ScanResult, Span,
-    Svm, SvmConfig,
+    code, Ctx, Error, NotifierLocked, Owner, PagesFlags, PgmapId, Range, RangeFlags, ReadGuard,
+    ScanResult, Span, Svm, SvmConfig, SvmPages,
 };
 use gpusvm_kshim::{KAlloc, KClock, KDma, KMm};
 use kernel::bindings as k;
@@ -45,7 +45,7 @@ fn err_ptr<T>(e: Error) -> *mut T {
 ///
 /// `gpusvm` is NULL or points to a `struct drm_gpusvm` that `drm_gpusvm_init` of this
 /// implementation initialized (or that is zeroed).
-unsafe fn state<'a>(gpusvm: *mut c::drm_gpusvm) -> Option<&'a AbiSvm> {
+pub(crate) unsafe fn state<'a>(gpusvm: *mut c::drm_gpusvm) -> Option<&'a AbiSvm> {
     // SAFETY: Caller; `root.rb_root.rb_node` holds our box (see `init`) or NULL.
     let p = unsafe { gpusvm.as_ref()? }.root.rb_root.rb_node.cast::<AbiSvm>();
     // SAFETY: Set by `init` to a live box, cleared by `fini` before freeing it.
@@ -53,7 +53,7 @@ unsafe fn state<'a>(gpusvm: *mut c::drm_gpusvm) -> Option<&'a AbiSvm> {
 }
 
 /// The core instance, shared.
-fn svm(s: &AbiSvm) -> &Svm<CAbi> {
+pub(crate) fn svm(s: &AbiSvm) -> &Svm<CAbi> {
     // SAFETY: Shared access; exclusive access (`svm_mut`) only happens under the caller's driver
     // lock, which upstream's rules forbid to overlap with the calls that reach here without it
     // only for structural changes the core itself synchronizes (see module docs).
@@ -72,12 +72,12 @@ unsafe fn svm_mut(s: &AbiSvm) -> &mut Svm<CAbi> {
     unsafe { &mut *s.svm.get() }
 }
 
-/// The core's view of a C `struct drm_gpusvm_ctx` (NULL: `None`).
+/// The core's view of a C `struct drm_gpusvm_ctx` (NULL: `None`), with its `in_notifier`.
 ///
 /// # Safety
 ///
 /// `ctx` is NULL or valid.
-unsafe fn ctx_of(ctx: *const c::drm_gpusvm_ctx) -> Option<(Ctx, bool)> {
+pub(crate) unsafe fn ctx_of(ctx: *const c::drm_gpusvm_ctx) -> Option<(Ctx, bool)> {
     // SAFETY: Caller.
     let c = unsafe { ctx.as_ref()? };
     let owner = c.device_private_page_owner;
@@ -95,18 +95,41 @@ unsafe fn ctx_of(ctx: *const c::drm_gpusvm_ctx) -> Option<(Ctx, bool)> {
     ))
 }
 
-/// The C pages flags of a range, as upstream keeps them.
+/// The C pages object of a range (`&range->pages`).
 ///
 /// # Safety
 ///
-/// `r` is a valid C range; the caller holds the notifier lock (or the range is unreachable).
-unsafe fn write_flags(r: *mut c::drm_gpusvm_range, f: impl FnOnce(&mut c::drm_gpusvm_pages_flags)) {
+/// `r` is a valid C range.
+unsafe fn pages_of(r: *mut c::drm_gpusvm_range) -> *mut c::drm_gpusvm_pages {
+    // SAFETY: Caller; a field address.
+    unsafe { core::ptr::addr_of_mut!((*r).pages) }
+}
+
+/// Reads the flags of a C pages object (`READ_ONCE`).
+///
+/// # Safety
+///
+/// `p` is a valid C pages object.
+pub(crate) unsafe fn read_flags(p: *const c::drm_gpusvm_pages) -> c::drm_gpusvm_pages_flags {
     // SAFETY: Caller.
-    let mut flags = unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*r).pages.flags)) };
+    unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*p).flags)) }
+}
+
+/// The C flags of a pages object, as upstream keeps them.
+///
+/// # Safety
+///
+/// `p` is a valid C pages object; the caller holds the notifier lock (or `p` is unreachable).
+unsafe fn write_flags(
+    p: *mut c::drm_gpusvm_pages,
+    f: impl FnOnce(&mut c::drm_gpusvm_pages_flags),
+) {
+    // SAFETY: Caller.
+    let mut flags = unsafe { read_flags(p) };
     f(&mut flags);
     // WRITE_ONCE, pairing with callers' READ_ONCE (`xe_svm_range_in_vram`).
     // SAFETY: Caller.
-    unsafe { core::ptr::write_volatile(core::ptr::addr_of_mut!((*r).pages.flags), flags) };
+    unsafe { core::ptr::write_volatile(core::ptr::addr_of_mut!((*p).flags), flags) };
 }
 
 fn set_bits(f: &mut c::drm_gpusvm_pages_flags, dma: bool, devmem: bool) {
@@ -115,6 +138,62 @@ fn set_bits(f: &mut c::drm_gpusvm_pages_flags, dma: bool, devmem: bool) {
     let b = unsafe { f.__bindgen_anon_1.__bindgen_anon_1.as_mut() };
     b.set_has_dma_mapping(u16::from(dma));
     b.set_has_devmem_pages(u16::from(devmem));
+}
+
+/// Mirrors the core's state of `pages` into the C pages object `p`, under the notifier lock
+/// `nl`: the DMA addresses (into `p->dma_addr`, if it has room for them: `cap` entries), the
+/// pagemap of the device pages (`p->dpagemap`, holding one reference) and the flags. The C
+/// pages are valid exactly when the core's pages are, `also_valid` agrees and the entries were
+/// copied. Returns whether they are valid. The caller writes `p->notifier_seq` (see
+/// [`mirror_seq`]) when its protocol says so.
+///
+/// # Safety
+///
+/// `p` is a valid C pages object whose `dma_addr`, if not NULL, has at least `cap` entries;
+/// `nl` is the notifier lock of `s`, and `pages` is a pages object of `s`.
+pub(crate) unsafe fn mirror_c_pages(
+    s: &Svm<CAbi>,
+    nl: &impl NotifierLocked,
+    pages: &SvmPages<CAbi>,
+    p: *mut c::drm_gpusvm_pages,
+    cap: usize,
+    also_valid: impl FnOnce() -> bool,
+) -> bool {
+    let flags = pages.flags();
+    // SAFETY: Caller: a valid C pages object.
+    let arr = unsafe { (*p).dma_addr };
+    let copied = !arr.is_null()
+        && s.pages_entries(nl, pages, |entries| {
+            if entries.len() > cap {
+                return false;
+            }
+            for (i, &e) in entries.iter().enumerate() {
+                // SAFETY: `i < entries.len() <= cap`, and the array has `cap` entries (caller).
+                unsafe { arr.add(i).write(c_addr(e)) };
+            }
+            true
+        }) == Some(true);
+    let valid = copied && also_valid();
+    let devmem = valid && flags.contains(PagesFlags::HAS_DEVMEM_PAGES);
+    let new_pagemap = if devmem {
+        // SAFETY: The core keeps a reference while it has device pages mapped.
+        pages.with_pagemap(nl, |p| p.cloned())
+    } else {
+        None
+    };
+    // SAFETY: Caller: valid, lock held.
+    unsafe {
+        let old = core::mem::replace(
+            &mut (*p).dpagemap,
+            new_pagemap.map_or(core::ptr::null_mut(), CPagemap::into_raw),
+        );
+        write_flags(p, |f| set_bits(f, valid && flags.contains(PagesFlags::HAS_DMA_MAPPING), devmem));
+        if !old.is_null() {
+            // Dropped like upstream's `drm_pagemap_put(svm_pages->dpagemap)`, under the lock.
+            c::drm_pagemap_put(old);
+        }
+    }
+    valid
 }
 
 /// Mirrors the core's pages state of `range` into its C `pages` (flags, sequence, pagemap and
@@ -129,74 +208,84 @@ unsafe fn mirror_pages(
     range: &Range<CAbi>,
     r: *mut c::drm_gpusvm_range,
 ) -> bool {
-    let pages = &range.data().pages;
-    let flags = pages.flags();
-    // SAFETY: Caller: a valid C range.
-    let arr = unsafe { (*r).pages.dma_addr };
-    let copied = if arr.is_null() {
-        None
-    } else {
-        s.pages_entries(nl, pages, |entries| {
-            for (i, &e) in entries.iter().enumerate() {
-                // SAFETY: At most one entry per page of the range (the caller's guarantee on
-                // the array's size; the core never has more entries than pages).
-                unsafe { arr.add(i).write(c_addr(e)) };
-            }
-            entries.len()
-        })
+    // The core never has more entries than pages.
+    let npages = usize::try_from(range.size() >> gpusvm_kshim::PAGE_SHIFT).unwrap_or(usize::MAX);
+    // SAFETY: Caller: the C pages of the range, with one entry per page; `nl` and the range's
+    // pages are the instance's.
+    let valid = unsafe {
+        mirror_c_pages(
+            s,
+            nl,
+            &range.data().pages,
+            pages_of(r),
+            npages,
+            || s.range_pages_valid(nl, range),
+        )
     };
-    let valid = copied.is_some() && s.range_pages_valid(nl, range);
-    let devmem = valid && flags.contains(PagesFlags::HAS_DEVMEM_PAGES);
-    let new_pagemap = if devmem {
-        // SAFETY: The core keeps a reference while it has device pages mapped.
-        pages.with_pagemap(nl, |p| p.cloned())
-    } else {
-        None
-    };
-    // SAFETY: Caller: valid, lock held.
-    unsafe {
-        (*r).pages.notifier_seq = pages.notifier_seq() as _;
-        let old = core::mem::replace(
-            &mut (*r).pages.dpagemap,
-            new_pagemap.map_or(core::ptr::null_mut(), CPagemap::into_raw),
-        );
-        write_flags(r, |f| set_bits(f, valid && flags.contains(PagesFlags::HAS_DMA_MAPPING), devmem));
-        if !old.is_null() {
-            // Dropped like upstream's `drm_pagemap_put(svm_pages->dpagemap)`, under the lock.
-            c::drm_pagemap_put(old);
-        }
-    }
+    // SAFETY: As above.
+    unsafe { mirror_seq(&range.data().pages, pages_of(r)) };
     valid
+}
+
+/// Publishes the notifier sequence the core validated in its last successful `get_pages` of
+/// `pages` (upstream's `svm_pages->notifier_seq = hmm_range.notifier_seq`).
+///
+/// # Safety
+///
+/// `p` is a valid C pages object; the caller holds the notifier lock.
+pub(crate) unsafe fn mirror_seq(pages: &SvmPages<CAbi>, p: *mut c::drm_gpusvm_pages) {
+    // SAFETY: Caller.
+    unsafe { (*p).notifier_seq = pages.notifier_seq() as _ };
 }
 
 /// Marks the C pages unmapped after the core unmapped them (flags cleared, pagemap dropped).
 ///
 /// # Safety
 ///
-/// As for [`mirror_pages`]; the caller holds the notifier lock.
-unsafe fn mirror_unmapped(r: *mut c::drm_gpusvm_range) {
+/// `p` is a valid C pages object; the caller holds the notifier lock (or `p` is unreachable).
+pub(crate) unsafe fn mirror_unmapped(p: *mut c::drm_gpusvm_pages) {
     // SAFETY: Caller.
     unsafe {
-        write_flags(r, |f| set_bits(f, false, false));
-        let old = core::mem::replace(&mut (*r).pages.dpagemap, core::ptr::null_mut());
+        write_flags(p, |f| set_bits(f, false, false));
+        let old = core::mem::replace(&mut (*p).dpagemap, core::ptr::null_mut());
         if !old.is_null() {
             c::drm_pagemap_put(old);
         }
     }
 }
 
-/// Frees the C `dma_addr` array of a range.
+/// Detaches the C `dma_addr` array of a pages object (NULL if it has none), to be freed with
+/// [`free_dma_array`].
 ///
 /// # Safety
 ///
-/// `r` is a valid C range nobody else uses the array of (notifier lock held, or unreachable).
-unsafe fn free_dma_array(r: *mut c::drm_gpusvm_range) {
+/// `p` is a valid C pages object; the caller holds the notifier lock (or `p` is unreachable).
+pub(crate) unsafe fn take_dma_array(p: *mut c::drm_gpusvm_pages) -> *mut c::drm_pagemap_addr {
     // SAFETY: Caller.
-    let arr = unsafe { core::mem::replace(&mut (*r).pages.dma_addr, core::ptr::null_mut()) };
+    unsafe { core::mem::replace(&mut (*p).dma_addr, core::ptr::null_mut()) }
+}
+
+/// Frees a C `dma_addr` array (NULL: nothing).
+///
+/// # Safety
+///
+/// `arr` is NULL or an array from [`new_dma_array`] that nothing refers to any more.
+pub(crate) unsafe fn free_dma_array(arr: *mut c::drm_pagemap_addr) {
     if !arr.is_null() {
-        // SAFETY: Allocated by `kvmalloc` in `alloc_dma_array`.
+        // SAFETY: Allocated by `kvmalloc` in `new_dma_array`, unreachable (caller).
         unsafe { k::kvfree(arr.cast()) };
     }
+}
+
+/// Allocates a C `dma_addr` array of `n` entries (`kvmalloc`: never with the notifier lock
+/// held).
+pub(crate) fn new_dma_array(n: usize) -> Result<NonNull<c::drm_pagemap_addr>, Error> {
+    let bytes = n
+        .checked_mul(size_of::<c::drm_pagemap_addr>())
+        .ok_or(code::ENOMEM)?;
+    // SAFETY: A plain allocation.
+    let p = unsafe { k::__kvmalloc_node_noprof(bytes, 1, k::GFP_KERNEL, k::NUMA_NO_NODE) };
+    NonNull::new(p.cast()).ok_or(code::ENOMEM)
 }
 
 /// Allocates the C `dma_addr` array of a range if it has none (before any lock: `kvmalloc`).
@@ -210,16 +299,9 @@ unsafe fn alloc_dma_array(r: *mut c::drm_gpusvm_range, npages: usize) -> Result<
     if !unsafe { (*r).pages.dma_addr }.is_null() {
         return Ok(());
     }
-    let bytes = npages
-        .checked_mul(size_of::<c::drm_pagemap_addr>())
-        .ok_or(code::ENOMEM)?;
-    // SAFETY: A plain allocation.
-    let p = unsafe { k::__kvmalloc_node_noprof(bytes, 1, k::GFP_KERNEL, k::NUMA_NO_NODE) };
-    if p.is_null() {
-        return Err(code::ENOMEM);
-    }
+    let arr = new_dma_array(npages)?;
     // SAFETY: Caller; the array is published under the range's owner's rules.
-    unsafe { (*r).pages.dma_addr = p.cast() };
+    unsafe { (*r).pages.dma_addr = arr.as_ptr() };
     Ok(())
 }
 
@@ -331,21 +413,13 @@ unsafe fn init(
         chunk_sizes: chunks.get(..nchunks).unwrap_or_default(),
         page_shift: gpusvm_kshim::PAGE_SHIFT,
     };
-    // SAFETY: The lock was initialized above, inside the structure that outlives the instance.
-    let lock = unsafe {
-        CLock::borrowed(NonNull::new_unchecked(core::ptr::addr_of_mut!(
-            (*g.as_ptr()).notifier_lock
-        )))
-    };
+    // SAFETY: The lock was initialized above, inside the structure that outlives the instance;
+    // its holder slot (`root.rb_leftmost`) was cleared with `root` and is used only by the lock.
+    let lock = unsafe { CLock::borrowed(g) };
     // SAFETY: The structure outlives the instance (dropped by `fini`).
     let drv = unsafe { CAbi::new(g, dma) };
     let svm = Svm::with_lock(config, drv, lock, kmm, KAlloc, KClock)?;
-    let boxed = kernel::alloc::KBox::new(
-        AbiSvm {
-            svm: core::cell::UnsafeCell::new(svm),
-        },
-        kernel::alloc::flags::GFP_KERNEL,
-    )
+    let boxed = kernel::alloc::KBox::new(AbiSvm::new(svm), kernel::alloc::flags::GFP_KERNEL)
     .map_err(|_| code::ENOMEM)?;
     // SAFETY: Writable; the root is ours (no C interval tree is kept here).
     unsafe {
@@ -428,22 +502,26 @@ pub unsafe extern "C" fn drm_gpusvm_range_find(
     let Some(n) = (unsafe { notifier.as_ref() }) else {
         return core::ptr::null_mut();
     };
+    // The instance itself is not touched: another thread may be changing its notifier index
+    // under the driver lock while this runs inside the invalidate op.
     // SAFETY: A live notifier's instance is initialized (caller).
-    let Some(s) = (unsafe { state(n.gpusvm) }) else {
+    if unsafe { state(n.gpusvm) }.is_none() {
         return core::ptr::null_mut();
-    };
+    }
     let Ok(span) = Span::new(start as u64, end as u64) else {
         return core::ptr::null_mut();
     };
     // SAFETY: Set by `notifier_linked` to the core notifier, alive while linked.
-    let core_n = unsafe { (*driver::core_notifier_slot(notifier)).cast::<gpusvm_core::Notifier<CAbi>>() };
+    let core_n = unsafe {
+        (*driver::core_notifier_slot(notifier)).cast::<gpusvm_core::Notifier<CAbi>>()
+    };
     // SAFETY: As above.
     let Some(core_n) = (unsafe { core_n.as_ref() }) else {
         return core::ptr::null_mut();
     };
-    svm(s)
-        .range_find(core_n, span)
-        .map_or(core::ptr::null_mut(), |r| r.data().as_ptr())
+    // SAFETY: The caller holds the driver lock or is the invalidate op (upstream's rule for
+    // walking a notifier's ranges).
+    unsafe { core_n.range_find(span) }.map_or(core::ptr::null_mut(), |r| r.data().as_ptr())
 }
 
 /// `drm_gpusvm_has_mapping`: whether any range overlaps `[start, end)`.
@@ -551,8 +629,8 @@ pub unsafe extern "C" fn drm_gpusvm_range_remove(
         let _nl = svm(s).notifier_lock();
         // SAFETY: Unlinked now; the notifier lock orders this after any reader.
         unsafe {
-            mirror_unmapped(range);
-            free_dma_array(range);
+            mirror_unmapped(pages_of(range));
+            free_dma_array(take_dma_array(pages_of(range)));
         }
     }
     // SAFETY: The tree's kref (taken at creation), dropped as upstream does.
@@ -606,7 +684,7 @@ pub(crate) unsafe fn range_release(range: *mut c::drm_gpusvm_range) {
     drop(core);
     // SAFETY: Caller; upstream's `drm_gpusvm_range_destroy`.
     unsafe {
-        free_dma_array(range);
+        free_dma_array(take_dma_array(pages_of(range)));
         driver::free_c_range((*range).gpusvm, range);
     }
 }
@@ -698,20 +776,20 @@ pub unsafe extern "C" fn drm_gpusvm_range_unmap_pages(
     let Some(core) = (unsafe { driver::core_range(range) }) else {
         return;
     };
-    let svm = svm(s);
     if in_notifier {
         // SAFETY: `in_notifier` means the caller is the invalidate op: the write lock is held.
-        let Some(inv) = (unsafe { svm.driver().current_invalidation() }) else {
+        let Some(inv) = (unsafe { s.driver().current_invalidation() }) else {
             return;
         };
         inv.unmap_range_pages(core);
         // SAFETY: Write lock held.
-        unsafe { mirror_unmapped(range) };
+        unsafe { mirror_unmapped(pages_of(range)) };
     } else {
+        let svm = svm(s);
         svm.range_unmap_pages(core);
         let _nl = svm.notifier_lock();
         // SAFETY: Lock held.
-        unsafe { mirror_unmapped(range) };
+        unsafe { mirror_unmapped(pages_of(range)) };
     }
 }
 
@@ -763,7 +841,7 @@ pub unsafe extern "C" fn drm_gpusvm_range_set_unmapped(
         return;
     };
     // SAFETY: Called from the invalidate op: the write lock is held.
-    let Some(inv) = (unsafe { svm(s).driver().current_invalidation() }) else {
+    let Some(inv) = (unsafe { s.driver().current_invalidation() }) else {
         return;
     };
     inv.set_unmapped(core);
@@ -775,7 +853,7 @@ pub unsafe extern "C" fn drm_gpusvm_range_set_unmapped(
         b.set_partial_unmap(u16::from(f.contains(RangeFlags::PARTIAL_UNMAP)));
     };
     // SAFETY: Write lock held.
-    unsafe { write_flags(range, set) };
+    unsafe { write_flags(pages_of(range), set) };
 }
 
 /// `drm_gpusvm_scan_mm`: where the range's pages live now.

@@ -26,6 +26,8 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod bindings;
+mod pagemap_ref;
+mod pagemap_util;
 
 /// The prefix of this module's kernel log lines (`pr_*!`).
 const __LOG_PREFIX: &[u8] = b"drm_gpusvm_helper\0";
@@ -33,4 +35,6 @@ const __LOG_PREFIX: &[u8] = b"drm_gpusvm_helper\0";
 mod devmem;
 mod driver;
 pub mod gpusvm;
+pub mod migrate;
 mod pagemap;
+pub mod userptr;

@@ -111,8 +111,9 @@ fn npages(start: u64, end: u64) -> Result<usize> {
 /// Cloning takes an `mm_count` reference (`mmgrab`), so the structure stays valid while the
 /// address space may exit; the core takes `mm_users` (`mmget_not_zero`) around every use.
 ///
-/// All pagemaps registered through [`crate::DevicePrivate`] in one module belong to one driver
-/// type: [`Mm::classify_page`] reports their pages as the core's.
+/// All pagemaps registered through [`crate::DevicePrivate`] in one module, and all pagemaps
+/// using the ops table registered with [`crate::pagemap::register_core_ops`], belong to one
+/// driver type: [`Mm::classify_page`] reports their pages as the core's.
 ///
 /// The reference is the kernel's own [`kernel::mm::Mm`] (`ARef` = `mmgrab`/`mmdrop`); `mm_users`
 /// is taken and dropped by the core through [`Mm::mmget_not_zero`]/[`Mm::mmput`], a split pair
@@ -224,16 +225,16 @@ unsafe fn vma_info(vma: *mut bindings::vm_area_struct) -> Option<VmaInfo> {
 
 // SAFETY:
 // - `classify_page` reports `Device` only for pages of pagemaps registered through
-//   `DevicePrivate` (whose pages only the core initializes, via `device_page_init`) with a
-//   non-NULL zone-device data. `DevicePrivate`'s `page_free` clears that data before it calls
-//   `device_page_free`, so a page whose free has been reported is never classified as the
-//   core's again. That alone does not make a result current: the read is not atomic with a
-//   concurrent free, so a page may be freed right after it was classified. What keeps the
-//   page (and so its `zone_data`) alive while the core uses it is the caller's side of the
-//   contract: either the core holds the page through a migration (`migrate_vma_*` /
-//   `migrate_device_*` collected it, with a reference and the page lock), or it classified a
-//   page of an HMM walk and validates the walk's notifier sequence under its notifier lock
-//   (`read_retry`) before it dereferences `zone_data` (next point);
+//   `DevicePrivate`, or using the ops table registered with `register_core_ops` (pages that only
+//   the core initializes, via `device_page_init`), with a non-NULL zone-device data. Both ops'
+//   `folio_free` clear that data before they call `device_page_free`, so a page whose free has
+//   been reported is never classified as the core's again. That alone does not make a result
+//   current: the read is not atomic with a concurrent free, so a page may be freed right after
+//   it was classified. What keeps the page (and so its `zone_data`) alive while the core uses
+//   it is the caller's side of the contract: either the core holds the page through a
+//   migration (`migrate_vma_*` / `migrate_device_*` collected it, with a reference and the page
+//   lock), or it classified a page of an HMM walk and validates the walk's notifier sequence
+//   under its notifier lock (`read_retry`) before it dereferences `zone_data` (next point);
 // - pages reported by `hmm_range_fault` stay allocated until an invalidation of their address
 //   has called the interval notifier: that is core mm's contract for `hmm_range_fault`;
 // - `migrate_vma_*`/`migrate_device_*` are the kernel's own, called with the arrays the core
@@ -318,7 +319,9 @@ unsafe impl Mm for KMm {
         }
         // SAFETY: ZONE_DEVICE pages always have a pgmap.
         let pgmap = unsafe { ext::gs_page_pgmap(page) };
-        if !pagemap::is_registered(pgmap) {
+        // SAFETY: The pgmap of a ZONE_DEVICE page the caller holds or found under the mmap lock
+        // (`Mm::classify_page` callers), valid while the page is.
+        if !unsafe { pagemap::is_core_pgmap(pgmap) } {
             return PageKind::OtherZoneDevice;
         }
         // SAFETY: As above; the data is only written by `device_page_init` and `page_free`.
@@ -486,34 +489,68 @@ unsafe impl Mm for KMm {
 }
 
 /// An MMU interval notifier (`struct mmu_interval_notifier`) whose invalidations go to a
-/// [`Subscriber`] (the core's notifier window, or a driver's own).
+/// [`Subscriber`] (the core's notifier window, or a driver's own), or a foreign one: a notifier
+/// that its owner (C code) embeds, inserted with its own ops ([`KNotifier::foreign`]).
+///
+/// An embedded notifier is registered by [`IntervalNotifier::insert`] and unregistered by
+/// [`IntervalNotifier::remove`] (or on drop). A foreign one is only used for its sequence
+/// (`read_begin`, `read_retry`) and for `hmm_range_fault`: its owner registers and removes it
+/// and its owner's ops set its sequence, so `insert` fails with `EINVAL`, and `remove`,
+/// `set_seq` and drop do nothing.
 ///
 /// # Invariants
 ///
-/// - While `registered` is true, `raw` is inserted with [`OPS`] on `mm` and `sub` holds the
-///   subscriber passed to `insert`; both stay unchanged until `remove`.
+/// - If `foreign` is `None`: while `registered` is true, `raw` is inserted with [`OPS`] on `mm`
+///   and `sub` holds the subscriber passed to `insert`; both stay unchanged until `remove`.
+/// - If `foreign` is `Some(p)`: `p` is inserted on `mm` by its owner, with its owner's ops, and
+///   stays inserted and valid for the whole lifetime of this value; `registered` is true and
+///   `sub` is `None` for that whole lifetime, and `raw` is never inserted.
 /// - `sub` is written only while unregistered.
 pub struct KNotifier {
     raw: UnsafeCell<bindings::mmu_interval_notifier>,
+    foreign: Option<NonNull<bindings::mmu_interval_notifier>>,
     sub: UnsafeCell<Option<NonNull<dyn Subscriber>>>,
     mm: UnsafeCell<*mut bindings::mm_struct>,
     registered: AtomicBool,
 }
 
-// SAFETY: The kernel synchronizes access to the notifier; `sub` and `mm` are written only
-// while unregistered, when no callback can run (type invariants).
+// SAFETY: The kernel synchronizes access to the notifier (embedded or foreign); `sub` and `mm`
+// are written only while unregistered, when no callback can run, and `foreign` never changes
+// (type invariants).
 unsafe impl Send for KNotifier {}
 // SAFETY: As above.
 unsafe impl Sync for KNotifier {}
 
 impl KNotifier {
-    /// The kernel's notifier.
+    /// A notifier for `raw`, which its owner has inserted on `mm` with its own ops
+    /// (`mmu_interval_notifier_insert`): usable for `read_begin`, `read_retry` and
+    /// `hmm_range_fault` (as the `HmmRange::notifier` of a walk of `mm`), never inserted or
+    /// removed through this value.
+    ///
+    /// # Safety
+    ///
+    /// `raw` is inserted on `mm` and stays inserted, and valid, for the whole lifetime of the
+    /// returned value (its owner removes it only after dropping that value).
+    pub unsafe fn foreign(raw: NonNull<bindings::mmu_interval_notifier>, mm: &KMm) -> Self {
+        // INVARIANT: `raw` is inserted on `mm` for our lifetime (caller's guarantee); registered
+        // for good, no subscriber, the embedded notifier unused.
+        Self {
+            raw: UnsafeCell::new(bindings::mmu_interval_notifier::default()),
+            foreign: Some(raw),
+            sub: UnsafeCell::new(None),
+            mm: UnsafeCell::new(mm.as_ptr()),
+            registered: AtomicBool::new(true),
+        }
+    }
+
+    /// The kernel's notifier: the embedded one, or the foreign one this value stands for.
     pub fn raw(&self) -> *mut bindings::mmu_interval_notifier {
-        self.raw.get()
+        self.foreign.map_or(self.raw.get(), NonNull::as_ptr)
     }
 
     fn is_registered_on(&self, mm: &KMm) -> bool {
-        // SAFETY: `mm` is only written while unregistered, by the thread that registers.
+        // SAFETY: `mm` is only written while unregistered, by the thread that registers, or by
+        // the constructor of a foreign notifier (type invariants).
         self.registered.load(Ordering::Acquire) && unsafe { *self.mm.get() } == mm.as_ptr()
     }
 }
@@ -528,7 +565,8 @@ unsafe extern "C" fn invalidate_cb(
     range: *const bindings::mmu_notifier_range,
     cur_seq: c_ulong,
 ) -> bool {
-    // SAFETY: Only notifiers embedded in a `KNotifier` are inserted with `OPS`, and they stay
+    // SAFETY: Only notifiers embedded in a `KNotifier` are inserted with `OPS` (a foreign one
+    // never is: `insert` refuses it, and its owner inserts it with its own ops), and they stay
     // alive until `remove` returns, which waits for running callbacks.
     let this = unsafe {
         &*kernel::container_of!(
@@ -587,6 +625,7 @@ unsafe impl IntervalNotifier for KNotifier {
         // INVARIANT: unregistered.
         Self {
             raw: UnsafeCell::new(bindings::mmu_interval_notifier::default()),
+            foreign: None,
             sub: UnsafeCell::new(None),
             mm: UnsafeCell::new(core::ptr::null_mut()),
             registered: AtomicBool::new(false),
@@ -600,6 +639,10 @@ unsafe impl IntervalNotifier for KNotifier {
         len: u64,
         subscriber: NonNull<dyn Subscriber>,
     ) -> Result {
+        if self.foreign.is_some() {
+            // Its owner registers it, with its own ops.
+            return Err(code::EINVAL);
+        }
         if self.registered.load(Ordering::Acquire) {
             return Err(code::EBUSY);
         }
@@ -630,6 +673,10 @@ unsafe impl IntervalNotifier for KNotifier {
     }
 
     unsafe fn remove(&self) {
+        if self.foreign.is_some() {
+            // Its owner removes it.
+            return;
+        }
         if self.registered.swap(false, Ordering::AcqRel) {
             // SAFETY: The notifier was registered; the caller is not in one of its callbacks.
             // This waits for running callbacks.
@@ -641,7 +688,8 @@ unsafe impl IntervalNotifier for KNotifier {
         if !self.registered.load(Ordering::Acquire) {
             return 0;
         }
-        // SAFETY: Registered, so the notifier is inserted in a live subscription list.
+        // SAFETY: Registered, so the notifier (embedded, or foreign and inserted by its owner for
+        // our whole lifetime) is inserted in a live subscription list.
         unsafe { bindings::mmu_interval_read_begin(self.raw()) as u64 }
     }
 
@@ -654,6 +702,10 @@ unsafe impl IntervalNotifier for KNotifier {
     }
 
     fn set_seq(&self, cur_seq: u64) {
+        if self.foreign.is_some() {
+            // Its owner's ops set the sequence; nothing here calls its callbacks.
+            return;
+        }
         // SAFETY: Called from the invalidate callback of this registered notifier.
         unsafe { ext::gs_mmu_interval_set_seq(self.raw(), cur_seq as c_ulong) };
     }
@@ -664,7 +716,8 @@ impl Drop for KNotifier {
     /// running callbacks), so that core mm never keeps a pointer to freed memory. Owners are
     /// expected to remove it themselves, outside its callbacks and before the subscriber goes.
     fn drop(&mut self) {
-        if self.registered.load(Ordering::Acquire) {
+        // A foreign notifier stays with its owner, who removes it.
+        if self.foreign.is_none() && self.registered.load(Ordering::Acquire) {
             // SAFETY: Registered. As for `remove`, the owner must not drop the notifier from
             // inside one of its own callbacks; the subscriber outlives the registration by
             // `insert`'s contract, which extends to this removal.

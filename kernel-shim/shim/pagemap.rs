@@ -7,6 +7,10 @@
 //!   RAM, munmap, process exit, eviction) → [`gpusvm_core::device_page_free`], which drops the
 //!   page's reference on its allocation tracker and releases the allocation with its last page;
 //! - `migrate_to_ram` (the CPU touched a device-private page) → [`gpusvm_core::migrate_to_ram`].
+//!
+//! Pagemaps that a C driver creates itself, with an ops table of another crate that routes the
+//! same callbacks into the core (`drm_gpusvm_helper`'s `drm_pagemap_pagemap_ops_get()`), are
+//! made known to [`KMm`]'s page classification by [`register_core_ops`].
 
 use core::cell::UnsafeCell;
 use core::ffi::{c_void, CStr};
@@ -60,6 +64,61 @@ pub(crate) fn is_registered(pgmap: *const bindings::dev_pagemap) -> bool {
         && REGISTRY
             .iter()
             .any(|slot| core::ptr::eq(slot.load(Ordering::Acquire), pgmap))
+}
+
+/// The `dev_pagemap_ops` table registered by [`register_core_ops`] (NULL if none).
+static CORE_OPS: AtomicPtr<bindings::dev_pagemap_ops> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Declares that every `dev_pagemap` whose `ops` is `ops` holds pages the core manages, for
+/// pagemaps that this shim did not create: a C driver's own `dev_pagemap` set up with
+/// `drm_pagemap_pagemap_ops_get()` (Xe's `xe_pagemap_create`), whose ops table the
+/// `drm_gpusvm_helper` module owns. [`KMm`]'s page classification then reports their pages
+/// like those of a [`DevicePrivate`] region: as the core's, with their zone-device data.
+///
+/// One table per module (the shim is linked into each module that uses it, with its own
+/// registry); registering the same table again succeeds.
+///
+/// # Errors
+///
+/// `EBUSY` if another table is registered already.
+///
+/// # Safety
+///
+/// `ops` is the only way pages of such pagemaps are handed to core mm's callbacks, and:
+/// - every page of a pagemap with these ops gets its zone-device data only from the core's
+///   [`gpusvm_core::Mm::device_page_init`] (through [`KMm`]), for the one driver type `D` that
+///   this module's other [`DevicePrivate`] regions (if any) also use;
+/// - `ops.folio_free` clears the page's zone-device data, then passes the old value (if not
+///   NULL) to [`gpusvm_core::device_page_free`]`::<D>`, exactly once per freed page — which is
+///   what makes [`KMm`]'s classification sound (see the `Mm` impl).
+pub unsafe fn register_core_ops(ops: &'static bindings::dev_pagemap_ops) -> Result {
+    let p = core::ptr::from_ref(ops).cast_mut();
+    match CORE_OPS.compare_exchange(core::ptr::null_mut(), p, Ordering::AcqRel, Ordering::Acquire)
+    {
+        Ok(_) => Ok(()),
+        Err(cur) if cur == p => Ok(()),
+        Err(_) => Err(code::EBUSY),
+    }
+}
+
+/// Whether the pages of `pgmap` are the core's: `pgmap` is a [`DevicePrivate`] region of this
+/// module, or uses the ops table registered with [`register_core_ops`].
+///
+/// # Safety
+///
+/// `pgmap` is NULL or a valid `dev_pagemap` (e.g. `page_pgmap()` of a `ZONE_DEVICE` page the
+/// caller holds or found through a walk under the mmap lock).
+pub unsafe fn is_core_pgmap(pgmap: *const bindings::dev_pagemap) -> bool {
+    if pgmap.is_null() {
+        return false;
+    }
+    if is_registered(pgmap) {
+        return true;
+    }
+    let ops = CORE_OPS.load(Ordering::Acquire);
+    // SAFETY: `pgmap` is valid (caller); its `ops` is set before the pagemap's pages exist
+    // (`memremap_pages`) and never changes.
+    !ops.is_null() && core::ptr::eq(unsafe { (*pgmap).ops }, ops)
 }
 
 /// `dev_pagemap_ops::folio_free` for a driver of type `D`.

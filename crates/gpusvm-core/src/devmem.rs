@@ -347,6 +347,32 @@ impl<D: SvmDriver> Tracker<D> {
     }
 }
 
+/// The allocation a device page of the core belongs to, from the page's zone-device data: what
+/// upstream reads as `drm_pagemap_page_zone_device_data(page)->devmem_allocation` (for
+/// `drm_pagemap_page_to_dpagemap`, or a backend's CPU-fault op that needs the allocation before
+/// calling [`crate::migrate::migrate_to_ram`]). `None` for a zero `zone_data`, which the core
+/// never stores.
+///
+/// The handle is borrowed: it stays valid while the page is allocated, because the page owns a
+/// count of the allocation's tracker, which owns the handle. Clone it to keep the allocation
+/// (not its device pages) beyond that.
+///
+/// # Safety
+///
+/// `zone_data` is zero, or was passed to [`crate::Mm::device_page_init`] by the core for a
+/// driver of type `D`, for a page that is not freed (whose free is not reported through
+/// [`device_page_free`]) for all of `'a`: e.g. the caller holds a reference on the page, or the
+/// page was returned by an HMM walk whose notifier sequence the caller validates before it uses
+/// the result.
+pub unsafe fn device_page_devmem<'a, D: SvmDriver>(zone_data: usize) -> Option<&'a D::Devmem> {
+    if zone_data == 0 {
+        return None;
+    }
+    // SAFETY: A non-zero `zone_data` is the core's tracker of a page that stays allocated for
+    // `'a` (caller's guarantee), and the page's count keeps the tracker alive.
+    Some(unsafe { tracker_of::<'a, D>(zone_data) }.devmem())
+}
+
 /// The page-free callback (`folio_free` in `dev_pagemap_ops`): core mm freed a device page whose
 /// zone-device data the core set. Drops the page's reference on its allocation tracker, which
 /// releases the allocation when it was the last page.

@@ -145,7 +145,9 @@ mod tests;
 pub use addr::{PageShift, Span};
 pub use allocator::{AllocKind, Allocator, KArray, KBox};
 pub use chunk::{select_chunk, ChunkRequest, ChunkSizes};
-pub use devmem::{device_page_free, CopyBatch, DevmemAllocation, DevmemEnv, DevmemState};
+pub use devmem::{
+    device_page_devmem, device_page_free, CopyBatch, DevmemAllocation, DevmemEnv, DevmemState,
+};
 pub use dma::{DmaDevice, DmaDirection, DmaEntry, Protocol};
 pub use driver::{Ctx, SvmDriver};
 pub use error::{code, Error, Result};

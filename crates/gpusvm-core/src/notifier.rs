@@ -344,6 +344,20 @@ impl<D: SvmDriver> Notifier<D> {
             .and_then(|i| Some((first + i, before.get(i)?.back())))
     }
 
+    /// The first range intersecting `span` (`drm_gpusvm_range_find` on this notifier), for a
+    /// caller that can prove the locking rule but not hold the [`crate::Svm`]: the C ABI, whose
+    /// callers walk a notifier's ranges from inside the invalidate op or under their driver lock
+    /// while another thread may hold the instance for a structural change of *other* notifiers.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the instance's driver lock or its notifier lock for writing (the rule
+    /// under which this notifier's index may be read), for as long as it uses the result.
+    pub unsafe fn range_find(&self, span: Span) -> Option<&Range<D>> {
+        // SAFETY: Forwarded from the caller.
+        unsafe { self.ranges_in(span) }.next()
+    }
+
     /// Ranges intersecting `span`, in address order.
     ///
     /// # Safety

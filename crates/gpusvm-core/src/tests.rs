@@ -838,6 +838,34 @@ fn timeslice_keeps_pages_on_the_device() {
     device_accounting_is_zero(&w);
 }
 
+/// `drm_pagemap_page_to_dpagemap` (through the zdd's `devmem_allocation`): the zone-device data
+/// of a device page leads back to the allocation that owns it, for as long as the page lives.
+#[test]
+fn device_page_leads_to_its_allocation() {
+    let w = World::new(1);
+    w.mm.mmap(BASE, BASE + 16 * K, RW_ANON);
+    let span = Span::new(BASE, BASE + 16 * K).unwrap();
+    let devmem = w.pagemap.alloc_devmem(4, false).unwrap();
+    let other = w.pagemap.alloc_devmem(4, false).unwrap();
+    migrate(&w, span, devmem.clone(), &MigrateDetails::default()).unwrap();
+    for p in 0..4 {
+        let pfn = w.mm.pfn_at(BASE + p * 4096).unwrap();
+        let PageKind::Device { zone_data, .. } = w.mm.classify_page(pfn) else {
+            panic!("page {p} is not a device page of the core");
+        };
+        // SAFETY: The core's zone data of a page that nothing frees during the check.
+        let found = unsafe { device_page_devmem::<MockDriver>(zone_data) }.unwrap();
+        assert!(Arc::ptr_eq(&found.0, &devmem.0));
+        assert!(!Arc::ptr_eq(&found.0, &other.0));
+    }
+    // SAFETY: Zero is never the core's zone data.
+    assert!(unsafe { device_page_devmem::<MockDriver>(0) }.is_none());
+    evict_to_ram::<MockDriver>(&devmem).unwrap();
+    assert!(devmem.state().is_detached());
+    drop((devmem, other));
+    device_accounting_is_zero(&w);
+}
+
 #[test]
 fn migration_error_codes_and_accounting() {
     let w = World::new(1);
