@@ -85,3 +85,16 @@ void gs_abi_devmem_table_unlock(unsigned long flags) __releases(&gs_abi_devmem_t
 {
 	spin_unlock_irqrestore(&gs_abi_devmem_table, flags);
 }
+
+void gs_abi_assert_notifier_lock_held_write(struct drm_gpusvm *gpusvm)
+{
+	lockdep_assert_held_write(&gpusvm->notifier_lock);
+}
+
+void gs_abi_assert_driver_lock_held(struct drm_gpusvm *gpusvm)
+{
+#ifdef CONFIG_LOCKDEP
+	if (gpusvm->lock_dep_map)
+		lockdep_assert(lock_is_held_type(gpusvm->lock_dep_map, 0));
+#endif
+}

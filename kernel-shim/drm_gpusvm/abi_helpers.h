@@ -16,6 +16,10 @@ struct drm_gpusvm;
 void gs_abi_init_notifier_lock(struct rw_semaphore *sem);
 /* drm_gpusvm_init: tell lockdep the lock may be taken under reclaim (fs_reclaim, might_lock). */
 void gs_abi_prime_notifier_lock(struct rw_semaphore *sem);
+/* lockdep_assert_held_write(&gpusvm->notifier_lock) (nothing without lockdep). */
+void gs_abi_assert_notifier_lock_held_write(struct drm_gpusvm *gpusvm);
+/* drm_gpusvm_driver_lock_held: the driver lock named by drm_gpusvm_driver_set_lock, if any. */
+void gs_abi_assert_driver_lock_held(struct drm_gpusvm *gpusvm);
 /* drm_gpusvm_init: gpusvm->lock_dep_map = NULL (the field exists only with CONFIG_LOCKDEP). */
 void gs_abi_clear_lock_dep_map(struct drm_gpusvm *gpusvm);
 

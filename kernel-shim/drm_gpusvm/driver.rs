@@ -20,7 +20,7 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
 use gpusvm_core::{
-    code, Invalidation, MmuEvent, Notifier, Range, RangeFlags, RangeRef, RawRwLock, Result,
+    code, Invalidation, PagesApi, MmuEvent, Notifier, Range, RangeFlags, RangeRef, RawRwLock, Result,
     Span, Svm, SvmDriver, SvmPages,
 };
 use gpusvm_kshim::{KAlloc, KClock, KDma, KMm};
@@ -181,6 +181,10 @@ pub(crate) unsafe fn holder_slot(gpusvm: *mut c::drm_gpusvm) -> NonNull<*mut k::
 /// `gpusvm` was initialized by `drm_gpusvm_init` of this crate (its lock is a [`CLock`] on this
 /// slot), and the current task holds `gpusvm->notifier_lock` for writing for the whole call.
 pub(crate) unsafe fn with_lock_held<R>(gpusvm: *mut c::drm_gpusvm, f: impl FnOnce() -> R) -> R {
+    // Upstream's `lockdep_assert_held_write`: a caller holding only the read side would let the
+    // core change pages state under a shared lock.
+    // SAFETY: Valid (caller).
+    unsafe { c::gs_abi_assert_notifier_lock_held_write(gpusvm) };
     // SAFETY: Valid (caller); the slot is only accessed atomically.
     let slot = unsafe { AtomicPtr::from_ptr(holder_slot(gpusvm).as_ptr()) };
     // INVARIANT (CLock): we hold the lock for writing (caller), so no other task is inside this
@@ -590,6 +594,14 @@ impl SvmDriver for CAbi {
         // SAFETY: The driver lock and the notifier lock (read) are held, as for upstream's
         // `drm_gpusvm_range_insert`; both C structures are valid and ours.
         unsafe {
+            // The first range of a new notifier is linked before `notifier_linked` runs, and the
+            // notifier is already registered: an invalidation in between must find this range
+            // through `drm_gpusvm_range_find`, which needs the back-pointer. Invalidations read
+            // it under the write lock; we hold the read lock.
+            let back = core_notifier_slot(n);
+            if (*back).is_null() {
+                *back = core::ptr::from_ref(notifier).cast_mut().cast();
+            }
             if first_link {
                 *core_ref_slot(r) = range.get().into_raw().as_ptr().cast();
             }
@@ -669,17 +681,29 @@ pub(crate) struct AbiSvm {
     /// lock, as upstream requires (`drm_gpusvm_driver_set_lock`).
     pub(crate) svm: core::cell::UnsafeCell<Svm<CAbi>>,
     drv: NonNull<CAbi>,
+    pages: PagesApi<'static, CAbi>,
 }
 
 impl AbiSvm {
     /// Wraps `svm`.
     pub(crate) fn new(svm: Svm<CAbi>) -> Self {
         let drv = NonNull::from(svm.driver());
+        // SAFETY: The handle lives in `self` next to the instance and is never handed out beyond
+        // a borrow of `self` (`pages`), so it is not used after the instance is dropped.
+        let pages = unsafe { svm.pages_api_unbounded() };
         // INVARIANT: the core keeps its driver in a heap block that lives as long as `svm`.
         Self {
             svm: core::cell::UnsafeCell::new(svm),
             drv,
+            pages,
         }
+    }
+
+    /// The pages-only operations, reached without borrowing the instance: the userptr functions
+    /// run without the driver lock, while another thread may hold the instance for a structural
+    /// change.
+    pub(crate) fn pages(&self) -> PagesApi<'_, CAbi> {
+        self.pages
     }
 
     /// The driver, reached without borrowing the instance: code inside the invalidate op must

@@ -23,6 +23,7 @@
 use core::ptr::NonNull;
 
 use gpusvm_core::{
+    PagesApi,
     code, Ctx, Error, NotifierLocked, Owner, PagesFlags, PgmapId, Range, RangeFlags, ReadGuard,
     ScanResult, Span, Svm, SvmConfig, SvmPages,
 };
@@ -68,6 +69,10 @@ pub(crate) fn svm(s: &AbiSvm) -> &Svm<CAbi> {
 /// other structural call runs.
 #[allow(clippy::mut_from_ref)]
 unsafe fn svm_mut(s: &AbiSvm) -> &mut Svm<CAbi> {
+    // Upstream's `drm_gpusvm_driver_lock_held`: with lockdep, the lock the driver named with
+    // `drm_gpusvm_driver_set_lock` must be held for writing.
+    // SAFETY: The instance's C structure is valid while its state exists.
+    unsafe { c::gs_abi_assert_driver_lock_held(s.driver().gpusvm()) };
     // SAFETY: Caller.
     unsafe { &mut *s.svm.get() }
 }
@@ -152,7 +157,7 @@ fn set_bits(f: &mut c::drm_gpusvm_pages_flags, dma: bool, devmem: bool) {
 /// `p` is a valid C pages object whose `dma_addr`, if not NULL, has at least `cap` entries;
 /// `nl` is the notifier lock of `s`, and `pages` is a pages object of `s`.
 pub(crate) unsafe fn mirror_c_pages(
-    s: &Svm<CAbi>,
+    s: PagesApi<'_, CAbi>,
     nl: &impl NotifierLocked,
     pages: &SvmPages<CAbi>,
     p: *mut c::drm_gpusvm_pages,
@@ -214,7 +219,7 @@ unsafe fn mirror_pages(
     // pages are the instance's.
     let valid = unsafe {
         mirror_c_pages(
-            s,
+            s.pages_api(),
             nl,
             &range.data().pages,
             pages_of(r),
@@ -777,6 +782,8 @@ pub unsafe extern "C" fn drm_gpusvm_range_unmap_pages(
         return;
     };
     if in_notifier {
+        // SAFETY: `gpusvm` is valid (it has a state).
+        unsafe { c::gs_abi_assert_notifier_lock_held_write(gpusvm) };
         // SAFETY: `in_notifier` means the caller is the invalidate op: the write lock is held.
         let Some(inv) = (unsafe { s.driver().current_invalidation() }) else {
             return;

@@ -76,7 +76,7 @@
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-use gpusvm_core::{code, Error, Span, Svm, SvmPages};
+use gpusvm_core::{code, Error, PagesApi, Span, SvmPages};
 use gpusvm_kshim::{KMm, KNotifier, PAGE_SHIFT};
 use kernel::alloc::{flags::GFP_KERNEL, KBox};
 use kernel::bindings as k;
@@ -86,7 +86,7 @@ use crate::bindings as c;
 use crate::driver::{self, CAbi};
 use crate::gpusvm::{
     ctx_of, free_dma_array, mirror_c_pages, mirror_seq, mirror_unmapped, new_dma_array,
-    read_flags, state, svm, take_dma_array,
+    read_flags, state, take_dma_array,
 };
 
 /// The value of `state.__size` that marks `state.addr` as a pointer to a [`UserPages`].
@@ -186,7 +186,7 @@ unsafe fn c_unmapped(p: *const c::drm_gpusvm_pages) -> bool {
 /// `gpusvm` is initialized and `svm` its core instance; `p` is a valid C pages object on which
 /// the caller is the only one to call `get_pages` or `free_pages` (upstream's rule).
 unsafe fn prepare<'a>(
-    svm: &Svm<CAbi>,
+    svm: PagesApi<'_, CAbi>,
     gpusvm: *mut c::drm_gpusvm,
     p: *mut c::drm_gpusvm_pages,
     npages: usize,
@@ -275,7 +275,7 @@ unsafe fn teardown_locked(p: *mut c::drm_gpusvm_pages) {
 /// `gpusvm` is initialized and `svm` its core instance; if `held`, the current task holds the
 /// lock for writing.
 unsafe fn write_locked<R>(
-    svm: &Svm<CAbi>,
+    svm: PagesApi<'_, CAbi>,
     gpusvm: *mut c::drm_gpusvm,
     held: bool,
     f: impl FnOnce() -> R,
@@ -381,7 +381,7 @@ unsafe fn get_pages(
     // SAFETY: A live mm (caller); the handle takes an `mmgrab` reference for the call. Whether
     // its address space is still alive is the core's `mmget_not_zero` (`-EFAULT`).
     let kmm = unsafe { KMm::grab(mm) }.ok_or(code::EINVAL)?;
-    let svm = svm(s);
+    let svm = s.pages();
     // SAFETY: Initialized, `svm` its instance; the caller's rule on `get_pages`/`free_pages`.
     let obj = unsafe { prepare(svm, gpusvm, p, npages)? };
     // SAFETY: `raw` is inserted on `mm` (checked: `notifier->mm == mm`) and stays inserted for
@@ -447,7 +447,7 @@ pub unsafe extern "C" fn drm_gpusvm_unmap_pages(
         unsafe { c_write_locked(gpusvm, in_notifier, teardown) };
         return;
     };
-    let svm = svm(s);
+    let svm = s.pages();
     let unmap = || {
         // SAFETY: Valid; under the write lock, which excludes `free_pages`'s detach.
         let Some(obj) = (unsafe { user_pages(p) }) else {
@@ -503,7 +503,7 @@ pub unsafe extern "C" fn drm_gpusvm_free_pages(
         unsafe { c_write_locked(gpusvm, false, teardown) };
         return;
     };
-    let svm = svm(s);
+    let svm = s.pages();
     let free = || {
         svm.free_pages(&obj.pages);
         // SAFETY: Valid; write lock held; `obj` is not used after the detach.

@@ -129,6 +129,7 @@ pub mod mm;
 pub mod notifier;
 pub mod pagemap;
 pub mod pages;
+pub mod pages_api;
 pub mod plan;
 pub mod range;
 pub mod split;
@@ -163,6 +164,7 @@ pub use mm::{
 pub use notifier::Notifier;
 pub use pagemap::{populate_mm, Pagemap};
 pub use pages::SvmPages;
+pub use pages_api::PagesApi;
 pub use range::{Range, RangeRef};
 pub use svm::{ScanResult, Svm, SvmConfig};
 

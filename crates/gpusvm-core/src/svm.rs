@@ -42,6 +42,7 @@ use crate::mm::{
 };
 use crate::notifier::{Notifier, NotifierTreeAdapter};
 use crate::pages::{self, SvmPages, HMM_RANGE_DEFAULT_TIMEOUT_MS};
+use crate::pages_api::PagesApi;
 use crate::range::{Range, RangeGcAdapter, RangeRef};
 use crate::sync::{AtomicBool, Ordering, UnsafeCell};
 
@@ -371,19 +372,33 @@ impl<D: SvmDriver> Svm<D> {
     /// Takes the notifier lock for reading (`drm_gpusvm_notifier_lock`): the proof commit
     /// checks need.
     pub fn notifier_lock(&self) -> ReadGuard<'_, D::Lock> {
-        self.shared().read_lock()
+        self.pages_api().notifier_lock()
     }
 
     /// Takes the notifier lock for writing, for a pages-only user's own invalidate callback.
     pub fn notifier_lock_write(&self) -> crate::lock::WriteGuard<'_, D::Lock> {
-        crate::lock::WriteGuard::lock(self.shared().lock())
+        self.pages_api().notifier_lock_write()
+    }
+
+    /// The pages-only operations, as a handle that does not borrow the instance's trees
+    /// ([`PagesApi`]).
+    pub fn pages_api(&self) -> PagesApi<'_, D> {
+        PagesApi::new(self.shared())
+    }
+
+    /// [`Svm::pages_api`] with a lifetime chosen by the caller, for a handle kept next to the
+    /// instance (the C ABI keeps one per `struct drm_gpusvm`).
+    ///
+    /// # Safety
+    ///
+    /// The handle is not used after the instance is dropped.
+    pub unsafe fn pages_api_unbounded<'a>(&self) -> PagesApi<'a, D> {
+        // SAFETY: Forwarded from the caller.
+        PagesApi::new(unsafe { self.shared_state() })
     }
 
     fn owns(&self, nl: &impl NotifierLocked) -> bool {
-        core::ptr::eq(
-            nl.lock_addr(),
-            (self.shared().lock() as *const D::Lock).cast(),
-        )
+        self.pages_api().owns(nl)
     }
 
     // ---------------------------------------------------------------- lookups (driver lock)
@@ -825,7 +840,7 @@ impl<D: SvmDriver> Svm<D> {
     /// Whether `pages` is valid for a commit (`drm_gpusvm_pages_valid`). `nl` must be this
     /// instance's notifier lock; a foreign guard yields `false`.
     pub fn pages_valid(&self, nl: &impl NotifierLocked, pages: &SvmPages<D>) -> bool {
-        self.owns(nl) && pages.flags().is_valid()
+        self.pages_api().pages_valid(nl, pages)
     }
 
     /// Whether every pages object of `range` is valid (`drm_gpusvm_range_pages_valid`), and the
@@ -848,10 +863,7 @@ impl<D: SvmDriver> Svm<D> {
         pages: &SvmPages<D>,
         f: impl FnOnce(&[DmaEntry]) -> R,
     ) -> Option<R> {
-        if !self.owns(nl) {
-            return None;
-        }
-        pages.with_entries(nl, f)
+        self.pages_api().pages_entries(nl, pages, f)
     }
 
     /// Pages mapped and DMA entries used by `pages` (introspection).
@@ -885,7 +897,7 @@ impl<D: SvmDriver> Svm<D> {
         span: Span,
         ctx: &Ctx,
     ) -> Result {
-        pages::get_pages(self.shared(), pages, mm, notifier, span, ctx)
+        self.pages_api().get_pages(pages, mm, notifier, span, ctx)
     }
 
     /// `drm_gpusvm_get_pages` for one pages object of `range` (the range's span, notifier and
@@ -926,9 +938,7 @@ impl<D: SvmDriver> Svm<D> {
 
     /// `drm_gpusvm_unmap_pages` outside the notifier: takes the notifier lock for reading.
     pub fn unmap_pages(&self, pages: &SvmPages<D>) {
-        let nl = self.shared().read_lock();
-        let mut st = pages.lock_state(&nl);
-        pages.unmap_locked(&mut st);
+        self.pages_api().unmap_pages(pages)
     }
 
     /// `drm_gpusvm_range_unmap_pages` outside the notifier.
@@ -938,12 +948,7 @@ impl<D: SvmDriver> Svm<D> {
 
     /// `drm_gpusvm_free_pages`: unmaps and frees the DMA array.
     pub fn free_pages(&self, pages: &SvmPages<D>) {
-        let nl = self.shared().read_lock();
-        let mut st = pages.lock_state(&nl);
-        let array = pages.free_locked(&mut st);
-        drop(st);
-        drop(nl);
-        drop(array);
+        self.pages_api().free_pages(pages)
     }
 
     /// Whether `range` still lies inside one VMA. After an `mprotect` or `mremap` split the VMA
