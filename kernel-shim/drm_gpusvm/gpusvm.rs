@@ -35,6 +35,31 @@ use crate::bindings as c;
 use crate::driver::{self, AbiSvm, CAbi, CLock};
 use crate::pagemap::{c_addr, CPagemap};
 
+/// The span the core should search for upstream's `interval_tree_iter_first(root, start,
+/// end - 1)`, and whether a hit must also contain `start` (see below).
+///
+/// Upstream queries an inclusive interval `[start, end - 1]`, computed with wrapping arithmetic:
+/// a node matches if `node.start <= end - 1 && node.last >= start`. For a proper span that is the
+/// ordinary overlap. For an empty or reversed one (`end - 1 < start`) it matches only a node that
+/// contains both `end - 1` and `start`; nodes never overlap, so that is the node containing
+/// `end - 1`, if it also reaches `start`. C callers see the same answers as from upstream, on
+/// inputs upstream leaves unchecked.
+fn upstream_query(start: u64, end: u64) -> Option<(Span, Option<u64>)> {
+    let last = end.wrapping_sub(1);
+    if last >= start {
+        // `[start, last]`; the core's spans are half-open and cannot include `u64::MAX`, which
+        // no page of a range can be anyway.
+        Span::new(start, last.saturating_add(1)).ok().map(|s| (s, None))
+    } else {
+        Span::new(last, last.saturating_add(1)).ok().map(|s| (s, Some(start)))
+    }
+}
+
+/// Whether a node `[node_start, node_end)` found for `upstream_query` matches.
+fn upstream_match(node_end: u64, must_reach: Option<u64>) -> bool {
+    must_reach.is_none_or(|start| node_end.saturating_sub(1) >= start)
+}
+
 /// `ERR_PTR(-err)`.
 fn err_ptr<T>(e: Error) -> *mut T {
     (e.to_errno() as isize) as *mut T
@@ -381,10 +406,22 @@ unsafe fn init(
     if nchunks > chunks.len() {
         return Err(code::EINVAL);
     }
-    for (i, slot) in chunks.iter_mut().take(nchunks).enumerate() {
+    // Upstream tries the sizes in order and skips one that does not fit inside the notifier;
+    // the core wants only sizes that can fit, so those are left out here, which selects the same
+    // chunks.
+    let mut nchunks_kept = 0usize;
+    for i in 0..nchunks {
         // SAFETY: `num_chunks` entries (caller).
-        *slot = unsafe { *chunk_sizes.add(i) } as u64;
+        let size = unsafe { *chunk_sizes.add(i) } as u64;
+        if size > notifier_size as u64 {
+            continue;
+        }
+        if let Some(slot) = chunks.get_mut(nchunks_kept) {
+            *slot = size;
+            nchunks_kept += 1;
+        }
     }
+    let nchunks = nchunks_kept;
     // The C fields, as upstream sets them, before the lock exists.
     // SAFETY: Writable (caller).
     unsafe {
@@ -410,10 +447,19 @@ unsafe fn init(
         // SAFETY: A live mm (caller); `grab` takes the `mmgrab` reference upstream takes.
         Some(unsafe { KMm::grab(mm) }.ok_or(code::EINVAL)?)
     };
+    // The core's window must hold every fault upstream's check lets through,
+    // `[mm_start, mm_start + mm_range]` inclusive; when that sum wraps, upstream lets nothing
+    // through (`drm_gpusvm_range_find_or_insert` checks it first), so any window will do.
+    // (Pages-only mode has no window: `mm_range` is 0 there, as the core requires.)
+    let window_len = match (mm_start as u64).checked_add(mm_range as u64) {
+        _ if mm.is_null() => 0,
+        Some(last) => last.saturating_add(1).saturating_sub(mm_start as u64).max(1),
+        None => gpusvm_kshim::PAGE_SIZE as u64,
+    };
     let config = SvmConfig {
         name: "drm_gpusvm",
         mm_start: mm_start as u64,
-        mm_range: mm_range as u64,
+        mm_range: window_len,
         notifier_size: notifier_size as u64,
         chunk_sizes: chunks.get(..nchunks).unwrap_or_default(),
         page_shift: gpusvm_kshim::PAGE_SHIFT,
@@ -483,11 +529,12 @@ pub unsafe extern "C" fn drm_gpusvm_notifier_find(
     let Some(s) = (unsafe { state(gpusvm) }) else {
         return core::ptr::null_mut();
     };
-    let Ok(span) = Span::new(start as u64, end as u64) else {
+    let Some((span, reach)) = upstream_query(start as u64, end as u64) else {
         return core::ptr::null_mut();
     };
     svm(s)
         .notifier_find(span)
+        .filter(|n| upstream_match(n.end(), reach))
         .map_or(core::ptr::null_mut(), |n| n.data().as_ptr())
 }
 
@@ -513,7 +560,7 @@ pub unsafe extern "C" fn drm_gpusvm_range_find(
     if unsafe { state(n.gpusvm) }.is_none() {
         return core::ptr::null_mut();
     }
-    let Ok(span) = Span::new(start as u64, end as u64) else {
+    let Some((span, reach)) = upstream_query(start as u64, end as u64) else {
         return core::ptr::null_mut();
     };
     // SAFETY: Set by `notifier_linked` to the core notifier, alive while linked.
@@ -526,7 +573,9 @@ pub unsafe extern "C" fn drm_gpusvm_range_find(
     };
     // SAFETY: The caller holds the driver lock or is the invalidate op (upstream's rule for
     // walking a notifier's ranges).
-    unsafe { core_n.range_find(span) }.map_or(core::ptr::null_mut(), |r| r.data().as_ptr())
+    unsafe { core_n.range_find(span) }
+        .filter(|r| upstream_match(r.end(), reach))
+        .map_or(core::ptr::null_mut(), |r| r.data().as_ptr())
 }
 
 /// `drm_gpusvm_has_mapping`: whether any range overlaps `[start, end)`.
@@ -544,7 +593,22 @@ pub unsafe extern "C" fn drm_gpusvm_has_mapping(
     let Some(s) = (unsafe { state(gpusvm) }) else {
         return false;
     };
-    Span::new(start as u64, end as u64).is_ok_and(|span| svm(s).has_mapping(span))
+    // Upstream walks `drm_gpusvm_for_each_notifier` and `drm_gpusvm_for_each_range` over
+    // `[start, end)` and answers on the first range whose start is below `end`.
+    let (start, end) = (start as u64, end as u64);
+    let Some((span, reach)) = upstream_query(start, end) else {
+        return false;
+    };
+    let svm = svm(s);
+    if reach.is_none() {
+        // The loops stop at the first node that does not start below `end` (with `end == 0`,
+        // at once): the first range of the span decides.
+        return svm.ranges(span).next().is_some_and(|r| r.start() < end);
+    }
+    // An empty or reversed span: only the range containing `end - 1` and `start` can match
+    // (its notifier contains both too), and it must start below `end`.
+    svm.range_at(span.start())
+        .is_some_and(|r| upstream_match(r.end(), reach) && r.start() < end)
 }
 
 /// `drm_gpusvm_find_vma_start`: the start of the first VMA overlapping `[start, end)`, or
@@ -563,7 +627,12 @@ pub unsafe extern "C" fn drm_gpusvm_find_vma_start(
     let Some(s) = (unsafe { state(gpusvm) }) else {
         return c_ulong::MAX;
     };
-    Span::new(start as u64, end as u64)
+    // Upstream's `find_vma_intersection(mm, start, end)` searches the maple tree from `start` up
+    // to `end - 1`: `end == 0` searches to the top of the address space, and a reversed or empty
+    // span finds nothing.
+    let (start, end) = (start as u64, end as u64);
+    let end = if end == 0 { u64::MAX } else { end };
+    Span::new(start, end)
         .ok()
         .and_then(|span| svm(s).find_vma_start(span))
         .map_or(c_ulong::MAX, |a| a as c_ulong)
@@ -592,11 +661,33 @@ pub unsafe extern "C" fn drm_gpusvm_range_find_or_insert(
     let Some((ctx, _)) = (unsafe { ctx_of(ctx) }) else {
         return err_ptr(code::EINVAL);
     };
+    // Upstream's window check, with its wrapping sum and inclusive end: the core's window
+    // (see `init`) holds every address it lets through.
+    // SAFETY: A live instance's C structure.
+    let (mm_start, mm_range, nsize) =
+        unsafe { ((*gpusvm).mm_start, (*gpusvm).mm_range, (*gpusvm).notifier_size) };
+    if fault_addr < mm_start || fault_addr > mm_start.wrapping_add(mm_range) {
+        return err_ptr(code::EINVAL);
+    }
     let Ok(gpuva) = Span::new(gpuva_start as u64, gpuva_end as u64) else {
         return err_ptr(code::EINVAL);
     };
     // SAFETY: Driver lock held (caller).
     let svm = unsafe { svm_mut(s) };
+    // The notifier window of a fault in the top window of the address space ends past
+    // `u64::MAX`, which the core's spans cannot express; upstream's wraps, and its fault then
+    // finds no VMA there (user space never reaches the top of the address space): `-ENOENT`.
+    let nstart = fault_addr & !(nsize.wrapping_sub(1));
+    if nsize.is_power_of_two() && nstart.checked_add(nsize).is_none() {
+        let vma = Span::new(fault_addr as u64, u64::MAX)
+            .ok()
+            .and_then(|span| svm.find_vma_start(span));
+        return err_ptr(if vma.is_some_and(|v| v <= fault_addr as u64) {
+            code::EINVAL
+        } else {
+            code::ENOENT
+        });
+    }
     match svm.range_find_or_insert(fault_addr as u64, gpuva, &ctx) {
         // The tree keeps the range alive; upstream returns it without a reference.
         Ok(r) => r.data().as_ptr(),

@@ -45,6 +45,8 @@ declare_codes! {
     ENOENT = 2;
     /// Interrupted while waiting.
     EINTR = 4;
+    /// I/O error: the VMA is `VM_IO`/`VM_PFNMAP` (no struct pages to mirror).
+    EIO = 5;
     /// Out of memory: an allocation failed.
     ENOMEM = 12;
     /// Permission denied: the range cannot satisfy the access (driver level, e.g. atomics).

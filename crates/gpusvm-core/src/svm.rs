@@ -38,7 +38,7 @@ use crate::hmm::{chunk_order, HmmPfn};
 use crate::lock::{NotifierLocked, RawRwLock, ReadGuard};
 use crate::mm::{
     Clock, HmmRange, IntervalNotifier, Mm, MmNotifier, MmUser, MmapReadGuard, Owner, PageKind,
-    PgmapId,
+    PgmapId, VmaFlags,
 };
 use crate::notifier::{Notifier, NotifierTreeAdapter};
 use crate::pages::{self, SvmPages, HMM_RANGE_DEFAULT_TIMEOUT_MS};
@@ -613,6 +613,10 @@ impl<D: SvmDriver> Svm<D> {
         // would only defer the same EPERM to get_pages after a wasted HMM walk.
         if !ctx.read_only && !vma.writable() {
             return Err(code::EPERM);
+        }
+        // Upstream's next check: a `VM_IO`/`VM_PFNMAP` VMA has no struct pages to mirror.
+        if vma.flags.contains(VmaFlags::PFNMAP) {
+            return Err(code::EIO);
         }
         // SAFETY: The node is alive (owned by us or by the tree).
         let n = unsafe { notifier.as_ref() };

@@ -240,6 +240,20 @@ fn find_or_insert_errors_leave_nothing_behind() {
     assert_eq!(w.mm.registered_notifiers(), 0);
     assert_eq!(w.alloc.live(), baseline);
 
+    // A VM_IO/VM_PFNMAP VMA (no struct pages): EIO, as upstream, after the write check.
+    w.mm.mmap(BASE + 8 * M, BASE + 10 * M, RW_ANON | VmaFlags::PFNMAP);
+    assert_eq!(
+        s.range_find_or_insert(BASE + 8 * M, gpuva(), &ctx()).err(),
+        Some(code::EIO)
+    );
+    w.mm.mmap(BASE + 12 * M, BASE + 14 * M, VmaFlags::READ | VmaFlags::PFNMAP);
+    assert_eq!(
+        s.range_find_or_insert(BASE + 12 * M, gpuva(), &ctx()).err(),
+        Some(code::EPERM)
+    );
+    assert_eq!(w.mm.registered_notifiers(), 0);
+    assert_eq!(w.alloc.live(), baseline);
+
     // GPU VA window that excludes the fault: no chunk fits.
     let narrow = Span::new(0, BASE).unwrap();
     assert_eq!(
