@@ -367,81 +367,17 @@ pub unsafe extern "C" fn drm_pagemap_populate_mm(
     ret(r)
 }
 
-/// `dev_pagemap_ops::folio_free` of our pagemaps: core mm freed a device page (its refcount
-/// reached zero). Clears the page's zone-device data, then drops the page's reference on its
-/// allocation tracker ([`gpusvm_core::device_page_free`]), which releases the allocation with
-/// its last page (upstream's `drm_pagemap_folio_free`). Any context; never sleeps (module docs).
-///
-/// # Safety
-///
-/// Called by core mm for a folio of a pagemap whose ops are [`PAGEMAP_OPS`], whose refcount
-/// reached zero. Our device folios are order 0.
-unsafe extern "C" fn folio_free(folio: *mut k::folio) {
-    // A folio starts with its head page (`folio_page(folio, 0)` is `&folio->page`).
-    let page = folio.cast::<k::page>();
-    // SAFETY: `page` is valid (caller); we are its only user now that it is free.
-    let zone_data = unsafe { ext::gs_page_zone_device_data(page) } as usize;
-    // SAFETY: As above. Cleared first so that the page is never classified as the core's again
-    // until `device_page_init` sets it.
-    unsafe { ext::gs_page_set_zone_device_data(page, core::ptr::null_mut()) };
-    if zone_data != 0 {
-        // SAFETY: Pages of pagemaps with these ops get their zone-device data only from the
-        // core's `device_page_init` for `CAbi` (this module's only driver type), and this is the
-        // one free of that page.
-        unsafe { gpusvm_core::device_page_free::<CAbi>(zone_data) };
-    }
-}
-
-/// `dev_pagemap_ops::migrate_to_ram` of our pagemaps: the CPU touched one of our device pages.
-/// Runs the core's [`gpusvm_core::migrate_to_ram`] for the faulting page's allocation (nothing
-/// moves before its timeslice expires: the CPU re-faults); any error is `VM_FAULT_SIGBUS`, as
-/// upstream's `drm_pagemap_migrate_to_ram`.
-///
-/// # Safety
-///
-/// Called by core mm's `do_swap_page` for a device-private page of a pagemap whose ops are
-/// [`PAGEMAP_OPS`], with the mmap lock held for reading (core mm retries a fault that arrives
-/// under a per-VMA lock with the mmap lock), and the page locked and referenced.
-unsafe extern "C" fn migrate_to_ram(vmf: *mut k::vm_fault) -> k::vm_fault_t {
-    // SAFETY: `vmf` is valid for the call.
-    let (page, addr, mm) = unsafe {
-        (
-            ext::gs_vmf_page(vmf),
-            ext::gs_vmf_address(vmf),
-            ext::gs_vmf_mm(vmf),
-        )
-    };
-    // SAFETY: The faulting task's mm is valid during the fault.
-    let Some(mm) = (unsafe { KMm::grab(mm) }) else {
-        return ext::GS_CONST_VM_FAULT_SIGBUS;
-    };
-    // SAFETY: The fault handler holds a reference on `page` (and its lock) for the call.
-    let (zone_data, pfn) = unsafe {
-        (
-            ext::gs_page_zone_device_data(page) as usize,
-            ext::gs_page_to_pfn(page) as u64,
-        )
-    };
-    if zone_data == 0 {
-        return ext::GS_CONST_VM_FAULT_SIGBUS;
-    }
-    // SAFETY: The fault handler holds the mmap lock for the whole call (see above).
-    let lock = unsafe { MmapReadGuard::assume_held(&mm) };
-    // SAFETY: `zone_data` is the core's data for `page` (set by `device_page_init` for `CAbi`,
-    // cleared only when the page is freed, which the fault handler's reference prevents), and
-    // that reference is held for the whole call: the core's contract.
-    match unsafe { gpusvm_core::migrate_to_ram::<CAbi>(&lock, addr as u64, pfn, zone_data) } {
-        Ok(()) => 0,
-        Err(_) => ext::GS_CONST_VM_FAULT_SIGBUS,
-    }
-}
+// `folio_free` and `migrate_to_ram` are the shim's, for driver type `CAbi`
+// (`gpusvm_kshim::pagemap`): the same ops a Rust driver's `DevicePrivate` region has. One
+// difference from upstream's `drm_pagemap_migrate_to_ram`: `ENOMEM` is `VM_FAULT_OOM`, not
+// `VM_FAULT_SIGBUS`.
 
 /// The `dev_pagemap_ops` of every pagemap a C driver sets up with
 /// [`drm_pagemap_pagemap_ops_get`] (upstream's `drm_pagemap_pagemap_ops`, without `folio_split`:
 /// see the module docs).
 static PAGEMAP_OPS: k::dev_pagemap_ops = k::dev_pagemap_ops {
-    folio_free: Some(folio_free),
-    migrate_to_ram: Some(migrate_to_ram),
+    folio_free: Some(gpusvm_kshim::pagemap::folio_free::<CAbi>),
+    migrate_to_ram: Some(gpusvm_kshim::pagemap::migrate_to_ram::<CAbi>),
     memory_failure: None,
     folio_split: None,
 };

@@ -121,13 +121,17 @@ pub unsafe fn is_core_pgmap(pgmap: *const bindings::dev_pagemap) -> bool {
     !ops.is_null() && core::ptr::eq(unsafe { (*pgmap).ops }, ops)
 }
 
-/// `dev_pagemap_ops::folio_free` for a driver of type `D`.
+/// `dev_pagemap_ops::folio_free` for a driver of type `D`: the one of [`DevicePrivate<D>`], and of
+/// any pagemap whose pages the core initializes for `D` (the Rust DRM_GPUSVM's
+/// `drm_pagemap_pagemap_ops_get`). Clears the zone-device data, then drops the page's reference
+/// on its allocation tracker ([`gpusvm_core::device_page_free`]). Any context; never sleeps.
 ///
 /// # Safety
 ///
-/// Called by core mm with a folio of a [`DevicePrivate<D>`] region whose refcount reached zero.
-/// The shim only ever initializes order-0 device pages, so the folio is one page.
-unsafe extern "C" fn folio_free<D: SvmDriver>(folio: *mut bindings::folio) {
+/// Called by core mm with a folio of such a pagemap whose refcount reached zero, where every
+/// page's zone-device data comes only from the core's `device_page_init` for `D`. The shim only
+/// ever initializes order-0 device pages, so the folio is one page.
+pub unsafe extern "C" fn folio_free<D: SvmDriver>(folio: *mut bindings::folio) {
     // A folio starts with its head page (`folio_page(folio, 0)` is `&folio->page`).
     let page = folio.cast::<bindings::page>();
     // SAFETY: `page` is valid (caller); we are its only user now that it is free.
@@ -142,14 +146,16 @@ unsafe extern "C" fn folio_free<D: SvmDriver>(folio: *mut bindings::folio) {
     }
 }
 
-/// `dev_pagemap_ops::migrate_to_ram` for a driver of type `D`: the CPU fault op.
+/// `dev_pagemap_ops::migrate_to_ram` for a driver of type `D`: the CPU fault op, running the
+/// core's [`gpusvm_core::migrate_to_ram`] (`VM_FAULT_OOM` for `ENOMEM`, `VM_FAULT_SIGBUS` for any
+/// other error).
 ///
 /// # Safety
 ///
-/// Called by core mm's `do_swap_page` for a device-private page of a [`DevicePrivate<D>`]
-/// region, with the mmap lock held for reading (core mm retries the fault under the mmap
+/// Called by core mm's `do_swap_page` for a device-private page of a pagemap as for
+/// [`folio_free`], with the mmap lock held for reading (core mm retries the fault under the mmap
 /// lock when it arrives under a per-VMA lock) and a reference on the page.
-unsafe extern "C" fn migrate_to_ram<D: SvmDriver<Mm = KMm>>(
+pub unsafe extern "C" fn migrate_to_ram<D: SvmDriver<Mm = KMm>>(
     vmf: *mut bindings::vm_fault,
 ) -> bindings::vm_fault_t {
     // SAFETY: `vmf` is valid for the call.

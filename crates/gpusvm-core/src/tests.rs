@@ -246,7 +246,11 @@ fn find_or_insert_errors_leave_nothing_behind() {
         s.range_find_or_insert(BASE + 8 * M, gpuva(), &ctx()).err(),
         Some(code::EIO)
     );
-    w.mm.mmap(BASE + 12 * M, BASE + 14 * M, VmaFlags::READ | VmaFlags::PFNMAP);
+    w.mm.mmap(
+        BASE + 12 * M,
+        BASE + 14 * M,
+        VmaFlags::READ | VmaFlags::PFNMAP,
+    );
     assert_eq!(
         s.range_find_or_insert(BASE + 12 * M, gpuva(), &ctx()).err(),
         Some(code::EPERM)
