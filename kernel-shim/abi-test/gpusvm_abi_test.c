@@ -1304,13 +1304,22 @@ static int gsat_mmap(struct file *file, struct vm_area_struct *vma)
 
 	if (vma->vm_end - vma->vm_start != PAGE_SIZE || vma->vm_pgoff)
 		return -EINVAL;
-	mutex_lock(&f->lock);
-	if (!f->pfn_page)
-		f->pfn_page = alloc_page(GFP_KERNEL | __GFP_ZERO);
-	page = f->pfn_page;
-	mutex_unlock(&f->lock);
-	if (!page)
-		return -ENOMEM;
+	/*
+	 * Not under f->lock: mmap runs with the mmap lock held, and the ioctls take f->lock
+	 * before the mmap lock (drm_gpusvm_range_find_or_insert), so lockdep would see a cycle.
+	 */
+	page = READ_ONCE(f->pfn_page);
+	if (!page) {
+		struct page *fresh = alloc_page(GFP_KERNEL | __GFP_ZERO);
+
+		if (!fresh)
+			return -ENOMEM;
+		page = cmpxchg(&f->pfn_page, NULL, fresh);
+		if (page)
+			__free_page(fresh);
+		else
+			page = fresh;
+	}
 	return remap_pfn_range(vma, vma->vm_start, page_to_pfn(page), PAGE_SIZE,
 			       vma->vm_page_prot);
 }
