@@ -75,7 +75,9 @@ if [ "${GPUSVM_KERNEL_SKIP_APT:-0}" != 1 ]; then
 	EOF
 	apt-get update -qq
 	kpkg="linux-source-$KSERIES=$KPKG_PIN"
-	if ! apt-cache madison "linux-source-$KSERIES" | grep -qF " $KPKG_PIN "; then
+	# (Captured first: with pipefail, grep -q closing the pipe early would fail the pipeline.)
+	available=$(apt-cache madison "linux-source-$KSERIES")
+	if ! grep -qF " $KPKG_PIN " <<< "$available"; then
 		log "WARNING: linux-source-$KSERIES $KPKG_PIN is no longer in the archive; taking the newest"
 		kpkg="linux-source-$KSERIES"
 	fi
