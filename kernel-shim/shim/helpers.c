@@ -26,9 +26,6 @@
 
 
 
-unsigned long gs_vma_start(const struct vm_area_struct *vma) { return vma->vm_start; }
-unsigned long gs_vma_end(const struct vm_area_struct *vma) { return vma->vm_end; }
-unsigned long gs_vma_flags(const struct vm_area_struct *vma) { return vma->vm_flags; }
 bool gs_vma_is_anonymous(struct vm_area_struct *vma) { return vma_is_anonymous(vma); }
 bool gs_is_vm_hugetlb_page(struct vm_area_struct *vma) { return is_vm_hugetlb_page(vma); }
 

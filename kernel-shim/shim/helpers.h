@@ -22,10 +22,7 @@ struct rw_semaphore;
 struct vm_fault;
 struct dev_pagemap;
 
-/* linux/mm.h: VMA facts */
-unsigned long gs_vma_start(const struct vm_area_struct *vma);
-unsigned long gs_vma_end(const struct vm_area_struct *vma);
-unsigned long gs_vma_flags(const struct vm_area_struct *vma);
+/* linux/mm.h: VMA facts that kernel::mm::virt::VmaRef lacks */
 bool gs_vma_is_anonymous(struct vm_area_struct *vma);
 bool gs_is_vm_hugetlb_page(struct vm_area_struct *vma);
 

@@ -196,16 +196,12 @@ unsafe fn vma_info(vma: *mut bindings::vm_area_struct) -> Option<VmaInfo> {
     if vma.is_null() {
         return None;
     }
-    // SAFETY: The VMA is valid while the mmap lock is held (caller's guarantee).
-    let (start, end, f, anon, huge) = unsafe {
-        (
-            ext::gs_vma_start(vma),
-            ext::gs_vma_end(vma),
-            ext::gs_vma_flags(vma) as u64,
-            ext::gs_vma_is_anonymous(vma),
-            ext::gs_is_vm_hugetlb_page(vma),
-        )
-    };
+    // SAFETY: The VMA is valid and the mmap lock is held for this call (caller's guarantee),
+    // which is what 7.2's `VmaRef` asks for.
+    let v = unsafe { kernel::mm::virt::VmaRef::from_raw(vma) };
+    let (start, end, f) = (v.start(), v.end(), v.flags() as u64);
+    // SAFETY: As above (no Rust abstraction has these two facts).
+    let (anon, huge) = unsafe { (ext::gs_vma_is_anonymous(vma), ext::gs_is_vm_hugetlb_page(vma)) };
     let mut flags = VmaFlags::empty();
     flags.set(VmaFlags::READ, f & (flags::READ as u64) != 0);
     flags.set(VmaFlags::WRITE, f & (flags::WRITE as u64) != 0);
