@@ -434,7 +434,7 @@ impl<D: SvmDriver> Svm<D> {
             return None;
         }
         // SAFETY: `&self` is the driver lock.
-        unsafe { notifier.ranges_in(span) }.next()
+        unsafe { notifier.range_find(span) }
     }
 
     fn owns_notifier(&self, notifier: &Notifier<D>) -> bool {
@@ -516,8 +516,9 @@ impl<D: SvmDriver> Svm<D> {
     /// - `ENOENT`: no VMA at `fault_addr`.
     /// - `EPERM`: a write fault (`!ctx.read_only`) on a VMA without write permission, whether or
     ///   not the range exists.
+    /// - `EIO`: a `VM_IO`/`VM_PFNMAP` VMA (checked after `EPERM`, as upstream).
     /// - `ENOMEM`, or the mm's error registering a new notifier, or the driver's
-    ///   [`SvmDriver::range_data`] error.
+    ///   [`SvmDriver::notifier_data`] or [`SvmDriver::range_data`] error.
     pub fn range_find_or_insert(
         &mut self,
         fault_addr: u64,
