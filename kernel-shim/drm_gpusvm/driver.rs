@@ -408,7 +408,7 @@ unsafe fn list_del_init(entry: *mut k::list_head) {
 }
 
 /// The C range that owns `entry` (`list_entry(entry, struct drm_gpusvm_range, entry)`).
-fn range_of_entry(entry: *mut k::list_head) -> *mut c::drm_gpusvm_range {
+pub(crate) fn range_of_entry(entry: *mut k::list_head) -> *mut c::drm_gpusvm_range {
     entry
         .cast::<u8>()
         .wrapping_sub(core::mem::offset_of!(c::drm_gpusvm_range, entry))
@@ -416,7 +416,7 @@ fn range_of_entry(entry: *mut k::list_head) -> *mut c::drm_gpusvm_range {
 }
 
 /// The C notifier that owns `entry`.
-fn notifier_of_entry(entry: *mut k::list_head) -> *mut c::drm_gpusvm_notifier {
+pub(crate) fn notifier_of_entry(entry: *mut k::list_head) -> *mut c::drm_gpusvm_notifier {
     entry
         .cast::<u8>()
         .wrapping_sub(core::mem::offset_of!(c::drm_gpusvm_notifier, entry))

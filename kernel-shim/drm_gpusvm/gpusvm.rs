@@ -204,26 +204,52 @@ pub(crate) unsafe fn mirror_c_pages(
             true
         }) == Some(true);
     let valid = copied && also_valid();
+    let dma = valid && flags.contains(PagesFlags::HAS_DMA_MAPPING);
     let devmem = valid && flags.contains(PagesFlags::HAS_DEVMEM_PAGES);
-    let new_pagemap = if devmem {
-        // SAFETY: The core keeps a reference while it has device pages mapped.
-        pages.with_pagemap(nl, |p| p.cloned())
+    let dpagemap = if devmem {
+        // SAFETY: Caller: valid.
+        let cur = unsafe { (*p).dpagemap };
+        // Only a reference count is taken under the pages' state lock; a replaced pagemap is put
+        // by `publish`, after it.
+        pages.with_pagemap(nl, |pm| match pm {
+            Some(pm) if pm.as_ptr() == cur => Dpagemap::Keep,
+            pm => Dpagemap::Set(pm.cloned()),
+        })
     } else {
-        None
+        Dpagemap::Set(None)
     };
     // SAFETY: Caller: valid, lock held.
+    unsafe { publish(p, dma, devmem, dpagemap) };
+    valid
+}
+
+/// What `publish` does with `dpagemap`.
+enum Dpagemap {
+    /// It already names the right pagemap (and holds its reference).
+    Keep,
+    /// It becomes this one (NULL for `None`), holding the reference given here.
+    Set(Option<CPagemap>),
+}
+
+/// Writes the C state of a pages object: its two mapping flags and `dpagemap`, whose replaced
+/// value is put as upstream's `drm_pagemap_put(svm_pages->dpagemap)` does.
+///
+/// # Safety
+///
+/// `p` is a valid C pages object; the caller holds the notifier lock (or `p` is unreachable).
+unsafe fn publish(p: *mut c::drm_gpusvm_pages, dma: bool, devmem: bool, dpagemap: Dpagemap) {
+    // SAFETY: Caller.
     unsafe {
-        let old = core::mem::replace(
-            &mut (*p).dpagemap,
-            new_pagemap.map_or(core::ptr::null_mut(), CPagemap::into_raw),
-        );
-        write_flags(p, |f| set_bits(f, valid && flags.contains(PagesFlags::HAS_DMA_MAPPING), devmem));
+        write_flags(p, |f| set_bits(f, dma, devmem));
+        let Dpagemap::Set(new) = dpagemap else {
+            return;
+        };
+        let new = new.map_or(core::ptr::null_mut(), CPagemap::into_raw);
+        let old = core::mem::replace(&mut (*p).dpagemap, new);
         if !old.is_null() {
-            // Dropped like upstream's `drm_pagemap_put(svm_pages->dpagemap)`, under the lock.
             c::drm_pagemap_put(old);
         }
     }
-    valid
 }
 
 /// Mirrors the core's pages state of `range` into its C `pages` (flags, sequence, pagemap and
@@ -275,13 +301,7 @@ pub(crate) unsafe fn mirror_seq(pages: &SvmPages<CAbi>, p: *mut c::drm_gpusvm_pa
 /// `p` is a valid C pages object; the caller holds the notifier lock (or `p` is unreachable).
 pub(crate) unsafe fn mirror_unmapped(p: *mut c::drm_gpusvm_pages) {
     // SAFETY: Caller.
-    unsafe {
-        write_flags(p, |f| set_bits(f, false, false));
-        let old = core::mem::replace(&mut (*p).dpagemap, core::ptr::null_mut());
-        if !old.is_null() {
-            c::drm_pagemap_put(old);
-        }
-    }
+    unsafe { publish(p, false, false, Dpagemap::Set(None)) };
 }
 
 /// Detaches the C `dma_addr` array of a pages object (NULL if it has none), to be freed with
@@ -489,19 +509,29 @@ unsafe fn init(
 #[no_mangle]
 pub unsafe extern "C" fn drm_gpusvm_fini(gpusvm: *mut c::drm_gpusvm) {
     // SAFETY: Caller.
-    let Some(s) = (unsafe { state(gpusvm) }) else {
+    if unsafe { state(gpusvm) }.is_none() {
         return;
-    };
-    // Upstream removes every range (dropping the tree's kref) before the notifiers go.
-    loop {
-        let next = {
-            let svm = svm(s);
-            let Ok(all) = Span::new(0, u64::MAX) else { break };
-            svm.ranges(all).next().map(|r| r.data().as_ptr())
-        };
-        let Some(r) = next else { break };
-        // SAFETY: A linked range of this instance; we hold the driver lock (caller).
-        unsafe { drm_gpusvm_range_remove(gpusvm, r) };
+    }
+    // Upstream removes every range (dropping the tree's kref) before the notifiers go, walking
+    // the notifier and range lists with their `_safe` iterators: the next entry is read before
+    // the current one is removed (removing a notifier's last range frees the notifier, so its
+    // list head is then only compared with, never read).
+    // SAFETY: The lists are this instance's, kept by the core's hooks; we hold the driver lock
+    // (caller), and every entry is a linked C range or notifier of this instance.
+    unsafe {
+        let nhead = core::ptr::addr_of_mut!((*gpusvm).notifier_list);
+        let mut n = (*nhead).next;
+        while n != nhead {
+            let next_n = (*n).next;
+            let rhead = core::ptr::addr_of_mut!((*driver::notifier_of_entry(n)).range_list);
+            let mut r = (*rhead).next;
+            while r != rhead {
+                let next_r = (*r).next;
+                drm_gpusvm_range_remove(gpusvm, driver::range_of_entry(r));
+                r = next_r;
+            }
+            n = next_n;
+        }
     }
     // SAFETY: Cleared first so that nothing reaches the box while it is freed.
     let p = unsafe {

@@ -49,6 +49,11 @@ impl CPagemap {
         Some(Self { ptr })
     }
 
+    /// The C structure.
+    pub(crate) fn as_ptr(&self) -> *mut c::drm_pagemap {
+        self.ptr.as_ptr()
+    }
+
     /// Gives up the reference to a C owner (e.g. `svm_pages->dpagemap`).
     pub(crate) fn into_raw(self) -> *mut c::drm_pagemap {
         let p = self.ptr.as_ptr();
