@@ -17,7 +17,7 @@
 
 use core::cell::Cell;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use gpusvm_core::{
     code, Invalidation, PagesApi, MmuEvent, Notifier, Range, RangeFlags, RangeRef, RawRwLock, Result,
@@ -100,23 +100,16 @@ impl CAbi {
 ///
 /// A C caller may already hold the lock when it calls in: upstream's `drm_gpusvm_unmap_pages`
 /// with `ctx->in_notifier` runs inside the caller's own notifier, which took the lock for
-/// writing. The core's functions take the lock themselves, so such a call goes through
-/// [`with_lock_held`]: it records the current task in `holder` for its duration, and the read
-/// acquisitions *by that task* then succeed at once (the task already excludes every other),
-/// instead of deadlocking on the rwsem.
+/// writing. Such calls use the core's `*_locked` functions with a
+/// [`gpusvm_core::HeldWriteLock`] proof instead of taking the lock again (`userptr.rs`).
 ///
 /// # Invariants
 ///
-/// - `sem` points to an initialized `rw_semaphore` that outlives this value; if `owned`, this
-///   value allocated it and frees it on drop.
-/// - `holder`, if set, points to a pointer-sized, pointer-aligned slot that outlives this value,
-///   accessed only atomically: null, or the task that holds `sem` for writing and runs
-///   [`with_lock_held`] (only that task stores a non-null value, and it clears the slot before
-///   it releases `sem`).
+/// `sem` points to an initialized `rw_semaphore` that outlives this value; if `owned`, this value
+/// allocated it and frees it on drop.
 pub(crate) struct CLock {
     sem: NonNull<k::rw_semaphore>,
     owned: bool,
-    holder: Option<NonNull<*mut k::rb_node>>,
 }
 
 // SAFETY: An rwsem may be taken and released from any task.
@@ -129,71 +122,14 @@ impl CLock {
     ///
     /// # Safety
     ///
-    /// `gpusvm` outlives the returned value; its `notifier_lock` is initialized and its holder
-    /// slot ([`holder_slot`]) is null and used by nothing but this lock and
-    /// [`with_lock_held`].
+    /// `gpusvm` outlives the returned value and its `notifier_lock` is initialized.
     pub(crate) unsafe fn borrowed(gpusvm: NonNull<c::drm_gpusvm>) -> Self {
         let g = gpusvm.as_ptr();
         // SAFETY: A field address inside the live structure (caller).
         let sem = unsafe { NonNull::new_unchecked(core::ptr::addr_of_mut!((*g).notifier_lock)) };
-        // INVARIANT: by the caller's guarantee; the slot is a pointer field of the structure.
-        Self {
-            sem,
-            owned: false,
-            // SAFETY: `gpusvm` is live (caller).
-            holder: Some(unsafe { holder_slot(g) }),
-        }
+        // INVARIANT: by the caller's guarantee.
+        Self { sem, owned: false }
     }
-
-    /// Whether the current task runs [`with_lock_held`] on this lock (and so holds it).
-    fn held_by_current(&self) -> bool {
-        let Some(slot) = self.holder else {
-            return false;
-        };
-        // SAFETY: The slot outlives us and is only accessed atomically (type invariants).
-        let h = unsafe { AtomicPtr::from_ptr(slot.as_ptr()) }.load(Ordering::Relaxed);
-        // Relaxed suffices: only the holder stores its own task pointer there, and a task always
-        // sees its own latest store to the slot, so a task that is not (or no longer) the holder
-        // never reads its own pointer.
-        !h.is_null() && h.cast::<k::task_struct>() == kernel::task::Task::current_raw()
-    }
-}
-
-/// Where the notifier lock of `gpusvm` records the task running [`with_lock_held`]:
-/// `gpusvm->root.rb_leftmost`, a field only upstream's C touches (as `root.rb_root.rb_node`,
-/// which holds this crate's instance; see `gpusvm.rs`).
-///
-/// # Safety
-///
-/// `gpusvm` is a valid `struct drm_gpusvm`.
-pub(crate) unsafe fn holder_slot(gpusvm: *mut c::drm_gpusvm) -> NonNull<*mut k::rb_node> {
-    // SAFETY: A field address inside a valid structure (caller), so not null.
-    unsafe { NonNull::new_unchecked(core::ptr::addr_of_mut!((*gpusvm).root.rb_leftmost)) }
-}
-
-/// Runs `f` with the notifier lock of `gpusvm` held by the current task, which took it for
-/// writing itself (upstream's `ctx->in_notifier`): inside `f`, the core's own acquisitions of
-/// the read side by this task succeed at once (see [`CLock`]). `f` must not take the write side
-/// through the core (the core's pages functions never do).
-///
-/// # Safety
-///
-/// `gpusvm` was initialized by `drm_gpusvm_init` of this crate (its lock is a [`CLock`] on this
-/// slot), and the current task holds `gpusvm->notifier_lock` for writing for the whole call.
-pub(crate) unsafe fn with_lock_held<R>(gpusvm: *mut c::drm_gpusvm, f: impl FnOnce() -> R) -> R {
-    // Upstream's `lockdep_assert_held_write`: a caller holding only the read side would let the
-    // core change pages state under a shared lock.
-    // SAFETY: Valid (caller).
-    unsafe { c::gs_abi_assert_notifier_lock_held_write(gpusvm) };
-    // SAFETY: Valid (caller); the slot is only accessed atomically.
-    let slot = unsafe { AtomicPtr::from_ptr(holder_slot(gpusvm).as_ptr()) };
-    // INVARIANT (CLock): we hold the lock for writing (caller), so no other task is inside this
-    // function for it; we put back what we found (null, or ourselves if nested) before we
-    // return, which is before the caller releases the lock.
-    let prev = slot.swap(kernel::task::Task::current_raw().cast(), Ordering::Relaxed);
-    let r = f();
-    slot.store(prev, Ordering::Relaxed);
-    r
 }
 
 // SAFETY: `down_read`/`down_write` exclude as an rwsem does, with acquire semantics; the ups
@@ -212,29 +148,16 @@ unsafe impl RawRwLock for CLock {
         };
         // SAFETY: A fresh allocation of the right size, initialized in place.
         unsafe { crate::bindings::gs_abi_init_notifier_lock(sem.as_ptr()) };
-        // INVARIANT: initialized, owned; no holder slot.
-        Self {
-            sem,
-            owned: true,
-            holder: None,
-        }
+        // INVARIANT: initialized, owned.
+        Self { sem, owned: true }
     }
 
     fn read_lock(&self) {
-        if self.held_by_current() {
-            // Inside `with_lock_held`: this task holds the write side already.
-            return;
-        }
         // SAFETY: Initialized (type invariant).
         unsafe { k::down_read(self.sem.as_ptr()) };
     }
 
     unsafe fn read_unlock(&self) {
-        if self.held_by_current() {
-            // The matching `read_lock` was skipped: `with_lock_held` spans every core call
-            // made inside it, so the guards it takes are also released inside it.
-            return;
-        }
         // SAFETY: The caller holds the read side.
         unsafe { k::up_read(self.sem.as_ptr()) };
     }

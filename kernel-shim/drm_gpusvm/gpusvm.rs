@@ -484,8 +484,7 @@ unsafe fn init(
         chunk_sizes: chunks.get(..nchunks).unwrap_or_default(),
         page_shift: gpusvm_kshim::PAGE_SHIFT,
     };
-    // SAFETY: The lock was initialized above, inside the structure that outlives the instance;
-    // its holder slot (`root.rb_leftmost`) was cleared with `root` and is used only by the lock.
+    // SAFETY: The lock was initialized above, inside the structure that outlives the instance.
     let lock = unsafe { CLock::borrowed(g) };
     // SAFETY: The structure outlives the instance (dropped by `fini`).
     let drv = unsafe { CAbi::new(g, dma) };

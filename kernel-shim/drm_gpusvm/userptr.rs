@@ -42,9 +42,9 @@
 //! # Locking
 //!
 //! `drm_gpusvm_unmap_pages` with `ctx->in_notifier` runs inside the caller's notifier, with the
-//! notifier lock held for writing by the caller (upstream asserts it). The core takes the lock
-//! itself, so the unmap runs inside [`driver::with_lock_held`], under which the core's read
-//! acquisitions by this task succeed at once. Without `in_notifier`, and in `free_pages`, the
+//! notifier lock held for writing by the caller (upstream asserts it, and so does this file,
+//! with lockdep). The unmap then uses the core's `*_locked` functions with a [`HeldWriteLock`]
+//! proof of that hold instead of taking the lock. Without `in_notifier`, and in `free_pages`, the
 //! lock is taken here for writing (upstream takes it for reading) so that the core's unmap and
 //! the C mirror form one critical section, as upstream's unmap and flag update do.
 //!
@@ -76,14 +76,14 @@
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-use gpusvm_core::{code, Error, PagesApi, Span, SvmPages};
+use gpusvm_core::{code, Error, HeldWriteLock, PagesApi, Span, SvmPages};
 use gpusvm_kshim::{KMm, KNotifier, PAGE_SHIFT};
 use kernel::alloc::{flags::GFP_KERNEL, KBox};
 use kernel::bindings as k;
 use kernel::ffi::{c_int, c_ulong};
 
 use crate::bindings as c;
-use crate::driver::{self, CAbi};
+use crate::driver::{CAbi, CLock};
 use crate::gpusvm::{
     ctx_of, free_dma_array, mirror_c_pages, mirror_seq, mirror_unmapped, new_dma_array,
     read_flags, state, take_dma_array,
@@ -266,28 +266,31 @@ unsafe fn teardown_locked(p: *mut c::drm_gpusvm_pages) {
     }
 }
 
-/// Runs `f` with the notifier lock of `gpusvm` held for writing by the current task: by the
-/// caller already (`held`, upstream's `in_notifier`) or taken here, with the core's read
-/// acquisitions by this task satisfied by that hold (see [`driver::with_lock_held`]).
+/// Runs `f` with a proof that the notifier lock of the instance is held for writing by the
+/// current task: by the caller already (`held`, upstream's `in_notifier`, asserted with lockdep
+/// as upstream's `lockdep_assert_held_write`), or taken here. `f` uses the core's `*_locked`
+/// functions with the proof, so nothing takes the lock again.
 ///
 /// # Safety
 ///
 /// `gpusvm` is initialized and `svm` its core instance; if `held`, the current task holds the
-/// lock for writing.
+/// lock for writing for the whole call.
 unsafe fn write_locked<R>(
     svm: PagesApi<'_, CAbi>,
     gpusvm: *mut c::drm_gpusvm,
     held: bool,
-    f: impl FnOnce() -> R,
+    f: impl FnOnce(&HeldWriteLock<'_, CLock>) -> R,
 ) -> R {
-    if held {
-        // SAFETY: Caller.
-        unsafe { driver::with_lock_held(gpusvm, f) }
+    let _wg = if held {
+        // SAFETY: Initialized (caller).
+        unsafe { c::gs_abi_assert_notifier_lock_held_write(gpusvm) };
+        None
     } else {
-        let _wg = svm.notifier_lock_write();
-        // SAFETY: Initialized (caller); we hold the write lock.
-        unsafe { driver::with_lock_held(gpusvm, f) }
-    }
+        Some(svm.notifier_lock_write())
+    };
+    // SAFETY: Held for writing for this whole function: by the caller, or by `_wg`.
+    let held = unsafe { svm.assume_write_locked() };
+    f(&held)
 }
 
 /// Runs `f` with the C notifier lock of a finalized instance held for writing (`held`: by the
@@ -448,18 +451,16 @@ pub unsafe extern "C" fn drm_gpusvm_unmap_pages(
         return;
     };
     let svm = s.pages();
-    let unmap = || {
+    let unmap = |held: &HeldWriteLock<'_, CLock>| {
         // SAFETY: Valid; under the write lock, which excludes `free_pages`'s detach.
         let Some(obj) = (unsafe { user_pages(p) }) else {
             return;
         };
-        svm.unmap_pages(&obj.pages);
-        // Already held by this task: the guard only proves it to the core.
-        let nl = svm.notifier_lock();
+        svm.unmap_pages_locked(held, &obj.pages);
         let cap = obj.cap.load(Ordering::Relaxed);
-        // SAFETY: `p` is valid with an array of `cap` entries; `nl` and `obj.pages` are the
+        // SAFETY: `p` is valid with an array of `cap` entries; `held` and `obj.pages` are the
         // instance's; lock held.
-        unsafe { mirror_c_pages(svm, &nl, &obj.pages, p, cap, || true) };
+        unsafe { mirror_c_pages(svm, held, &obj.pages, p, cap, || true) };
     };
     // SAFETY: Initialized, `svm` its instance; with `in_notifier` the caller holds the lock for
     // writing (upstream's contract).
@@ -504,8 +505,8 @@ pub unsafe extern "C" fn drm_gpusvm_free_pages(
         return;
     };
     let svm = s.pages();
-    let free = || {
-        svm.free_pages(&obj.pages);
+    let free = |held: &HeldWriteLock<'_, CLock>| {
+        svm.free_pages_locked(held, &obj.pages);
         // SAFETY: Valid; write lock held; `obj` is not used after the detach.
         unsafe {
             mirror_unmapped(p);

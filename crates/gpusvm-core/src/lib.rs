@@ -155,7 +155,7 @@ pub use error::{code, Error, Result};
 pub use flags::{PagesFlags, RangeFlags};
 pub use hmm::HmmPfn;
 pub use invalidate::Invalidation;
-pub use lock::{NotifierLocked, RawRwLock, ReadGuard, SpinRwLock, WriteGuard};
+pub use lock::{HeldWriteLock, NotifierLocked, RawRwLock, ReadGuard, SpinRwLock, WriteGuard};
 pub use migrate::{evict_all, evict_to_ram, migrate_to_devmem, migrate_to_ram, MigrateDetails};
 pub use mm::{
     Clock, HmmRange, IntervalNotifier, MigratePfn, MigrateSelect, MigrateVma, Mm, MmUser,

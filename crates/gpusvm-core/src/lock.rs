@@ -63,7 +63,7 @@ pub unsafe trait RawRwLock: Send + Sync {
 
 /// Proof that the notifier lock of some [`crate::Svm`] is held, for reading or writing.
 ///
-/// Implemented only by [`ReadGuard`] and [`WriteGuard`]; it is sealed.
+/// Implemented only by [`ReadGuard`], [`WriteGuard`] and [`HeldWriteLock`]; it is sealed.
 pub trait NotifierLocked: private::Sealed {
     /// The address of the lock that is held, used to check that a guard belongs to the object it
     /// is presented to.
@@ -156,6 +156,41 @@ impl<L: RawRwLock> Drop for WriteGuard<'_, L> {
 
 impl<L: RawRwLock> private::Sealed for WriteGuard<'_, L> {}
 impl<L: RawRwLock> NotifierLocked for WriteGuard<'_, L> {
+    fn lock_addr(&self) -> *const () {
+        (self.lock as *const L).cast()
+    }
+    fn is_write(&self) -> bool {
+        true
+    }
+}
+
+/// The notifier lock held for writing by a caller outside the core, which took it itself (the
+/// C ABI's `drm_gpusvm_unmap_pages` with `ctx->in_notifier`, called from the driver's own
+/// notifier). A proof only: dropping it releases nothing.
+///
+/// # Invariants
+///
+/// `lock` is held for writing by this thread for the lifetime of the proof.
+pub struct HeldWriteLock<'a, L: RawRwLock> {
+    lock: &'a L,
+    _not_send: PhantomData<*mut ()>,
+}
+
+impl<'a, L: RawRwLock> HeldWriteLock<'a, L> {
+    /// # Safety
+    ///
+    /// The current thread holds `lock` for writing for all of `'a`.
+    pub(crate) unsafe fn assume(lock: &'a L) -> Self {
+        // INVARIANT: the caller's guarantee.
+        Self {
+            lock,
+            _not_send: PhantomData,
+        }
+    }
+}
+
+impl<L: RawRwLock> private::Sealed for HeldWriteLock<'_, L> {}
+impl<L: RawRwLock> NotifierLocked for HeldWriteLock<'_, L> {
     fn lock_addr(&self) -> *const () {
         (self.lock as *const L).cast()
     }

@@ -12,7 +12,7 @@ use crate::addr::Span;
 use crate::dma::DmaEntry;
 use crate::driver::{Ctx, SvmDriver};
 use crate::error::Result;
-use crate::lock::{NotifierLocked, ReadGuard, WriteGuard};
+use crate::lock::{HeldWriteLock, NotifierLocked, ReadGuard, WriteGuard};
 use crate::mm::MmNotifier;
 use crate::pages::{self, SvmPages};
 #[cfg(doc)]
@@ -49,6 +49,17 @@ impl<'a, D: SvmDriver> PagesApi<'a, D> {
     /// Takes the notifier lock for writing, for a pages-only user's own invalidate callback.
     pub fn notifier_lock_write(&self) -> WriteGuard<'a, D::Lock> {
         WriteGuard::lock(self.shared.lock())
+    }
+
+    /// A proof that the current thread holds the notifier lock for writing, for a caller that
+    /// took it outside the core (through the lock object it gave [`Svm::with_lock`]).
+    ///
+    /// # Safety
+    ///
+    /// The current thread holds this instance's notifier lock for writing for all of `'a`.
+    pub unsafe fn assume_write_locked(&self) -> HeldWriteLock<'a, D::Lock> {
+        // SAFETY: Forwarded from the caller.
+        unsafe { HeldWriteLock::assume(self.shared.lock()) }
     }
 
     /// Whether `nl` is this instance's notifier lock.
@@ -98,18 +109,39 @@ impl<'a, D: SvmDriver> PagesApi<'a, D> {
 
     /// `drm_gpusvm_unmap_pages` outside the notifier: takes the notifier lock for reading.
     pub fn unmap_pages(&self, pages: &SvmPages<D>) {
-        let nl = self.shared.read_lock();
-        let mut st = pages.lock_state(&nl);
-        pages.unmap_locked(&mut st);
+        self.unmap_pages_locked(&self.shared.read_lock(), pages);
+    }
+
+    /// `drm_gpusvm_unmap_pages` with the notifier lock held by the caller (`nl`; a foreign
+    /// guard does nothing).
+    pub fn unmap_pages_locked(&self, nl: &impl NotifierLocked, pages: &SvmPages<D>) {
+        if self.owns(nl) {
+            pages.unmap_locked(&mut pages.lock_state(nl));
+        }
     }
 
     /// `drm_gpusvm_free_pages`: unmaps and frees the DMA array (after dropping the lock).
     pub fn free_pages(&self, pages: &SvmPages<D>) {
         let nl = self.shared.read_lock();
-        let mut st = pages.lock_state(&nl);
-        let array = pages.free_locked(&mut st);
-        drop(st);
+        let array = {
+            let mut st = pages.lock_state(&nl);
+            pages.free_locked(&mut st)
+        };
         drop(nl);
         drop(array);
+    }
+
+    /// `drm_gpusvm_free_pages` with the notifier lock held by the caller (`nl`; a foreign guard
+    /// does nothing). The DMA array is freed under the lock, which freeing (never allocating)
+    /// allows.
+    pub fn free_pages_locked(&self, nl: &impl NotifierLocked, pages: &SvmPages<D>) {
+        if self.owns(nl) {
+            // The state lock goes first: only the notifier lock is held while the array is freed.
+            let array = {
+                let mut st = pages.lock_state(nl);
+                pages.free_locked(&mut st)
+            };
+            drop(array);
+        }
     }
 }

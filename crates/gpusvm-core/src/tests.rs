@@ -587,6 +587,86 @@ fn userptr_pages_with_own_notifier() {
     teardown(w, s);
 }
 
+/// The pages-only calls under a notifier lock the caller took itself (Xe's userptr notifier:
+/// `down_write(notifier_lock)`, then `drm_gpusvm_unmap_pages` with `in_notifier`): a
+/// `HeldWriteLock` proof lets `unmap_pages_locked`/`free_pages_locked` work without taking the
+/// lock again, and a proof of another instance's lock changes nothing.
+#[test]
+fn pages_calls_under_a_lock_the_caller_holds() {
+    let w = World::new(1);
+    w.mm.mmap(BASE, BASE + 64 * K, RW_ANON);
+    let mk = || {
+        Svm::new(
+            SvmConfig::pages_only("userptr", 12),
+            w.driver(),
+            None,
+            w.alloc.clone(),
+            w.clock.clone(),
+        )
+        .unwrap()
+    };
+    let (s, other) = (mk(), mk());
+    let notifier = MockNotifier::new();
+    struct Quiet;
+    impl Subscriber for Quiet {
+        fn invalidate(&self, _range: &MmuRange, _cur_seq: u64) -> bool {
+            true
+        }
+    }
+    let quiet = Quiet;
+    let sub: &dyn Subscriber = &quiet;
+    // SAFETY: `quiet` outlives the registration, removed below.
+    unsafe {
+        notifier
+            .insert(&w.mm, BASE, 64 * K, core::ptr::NonNull::from(sub))
+            .unwrap()
+    };
+    let pages = SvmPages::new(w.devs[0].clone());
+    let span = Span::new(BASE, BASE + 64 * K).unwrap();
+    let api = s.pages_api();
+    api.get_pages(&pages, &w.mm, &notifier, span, &ctx())
+        .unwrap();
+    assert_eq!(w.dma_live(), 16);
+
+    {
+        // Another instance's lock: no effect.
+        let _wg = other.notifier_lock_write();
+        // SAFETY: `_wg` holds `other`'s lock for writing for this block.
+        let foreign = unsafe { other.pages_api().assume_write_locked() };
+        api.unmap_pages_locked(&foreign, &pages);
+        api.free_pages_locked(&foreign, &pages);
+    }
+    assert!(api.pages_valid(&api.notifier_lock(), &pages));
+    assert_eq!(w.dma_live(), 16);
+
+    {
+        let _wg = api.notifier_lock_write();
+        // SAFETY: `_wg` holds this instance's lock for writing for this block.
+        let held = unsafe { api.assume_write_locked() };
+        // Under the caller's write lock: taking the lock again here would deadlock.
+        api.unmap_pages_locked(&held, &pages);
+        assert!(!api.pages_valid(&held, &pages));
+        assert_eq!(w.dma_live(), 0);
+    }
+    api.get_pages(&pages, &w.mm, &notifier, span, &ctx())
+        .unwrap();
+    assert_eq!(w.dma_live(), 16);
+    {
+        let _wg = api.notifier_lock_write();
+        // SAFETY: As above.
+        let held = unsafe { api.assume_write_locked() };
+        let before = w.alloc.live();
+        api.free_pages_locked(&held, &pages);
+        assert!(w.alloc.live() < before, "the DMA array is freed");
+    }
+    assert_eq!(w.dma_live(), 0);
+    // SAFETY: Registered above; not inside a callback.
+    unsafe { notifier.remove() };
+    drop(pages);
+    drop(other);
+    teardown(w, s);
+}
+
 // ------------------------------------------------------------------------------- invalidation
 
 #[test]
