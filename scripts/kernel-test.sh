@@ -14,7 +14,9 @@
 #      (kernel-shim/test/dmirror_test.c) and the kernel's HMM selftest (hmm-tests);
 #   4. boots the kernel in qemu (TCG) with a busybox initramfs whose /init
 #      (kernel-shim/initramfs/init) runs everything, loads xe.ko, and powers off;
-#   5. exits 0 only if the serial log shows every step passing.
+#   5. exits 0 only if the serial log shows every step passing;
+#   6. runs the differential ABI test (kernel-shim/abi-test) against upstream's C helper and
+#      ours, and the side-by-side suite and benchmarks (kernel-shim/diff) over both in one boot.
 #
 # The kernel source and build are cached outside the clone (GPUSVM_KERNEL_CACHE, default
 # /var/cache/gpusvm-kernel): a fresh clone on a machine that has built the kernel before only
@@ -392,5 +394,26 @@ if [ "$IMPL" = rust ]; then
 	fi
 else
 	abi_run upstream "$C_HELPER" "$ABI/expected-upstream.txt"
+fi
+
+# ------------------------------------------------ 8. side by side with upstream in one boot
+# kernel-shim/diff: the virtual GPU gpusvm_vgpu (a C driver on upstream's drm_gpusvm API) over
+# upstream's C helper and then over ours, in one boot, with xe.ko re-loaded against each: the
+# same suite (per case: both outcomes; upstream may fail only where expected-differences.txt
+# names one of its bugs) and the same in-kernel benchmarks (the ratios, docs/PERFORMANCE.md).
+# It needs both helpers, so it runs with the Rust implementation built in.
+if [ "$IMPL" = rust ]; then
+	log "side by side with upstream (kernel-shim/diff)"
+	bench_args=
+	# Under lockdep the timings mean nothing: the quick benchmark set only.
+	[ "$FLAVOUR" = lockdep ] && bench_args=-q
+	BENCH_ARGS=$bench_args MODULES_ROOT=$RFS BINDGEN=$BINDGEN LIBCLANG_PATH=$LIBCLANG_PATH \
+		RUSTC=$RUSTC HOSTRUSTC=$RUSTC KSRC=$SRC "$SHIM/diff/run-qemu.sh" "$KBUILD" \
+		"$REF/drm_gpusvm_helper.ko" "$RUST_HELPER" "$OUT/diff" > "$OUT/diff.log" 2>&1 ||
+		{ grep -E '^GPUSVM-' "$OUT/diff.log"; tail -n 40 "$OUT/diff.log";
+		  die "side-by-side run failed (log: $OUT/diff.log)"; }
+	grep -E '^GPUSVM-(DIFF|BENCH):' "$OUT/diff.log"
+else
+	log "side by side with upstream: skipped (needs GPUSVM_KERNEL_IMPL=rust, which builds both)"
 fi
 log "kernel test passed"

@@ -1,8 +1,19 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Userspace test of the gpusvm_dmirror device (kernel-shim/dmirror) against the real kernel.
+ * Userspace test of a virtual GPU speaking the gpusvm_dmirror ABI against the real kernel:
+ * the gpusvm_dmirror device (kernel-shim/dmirror, the core driven directly) or gpusvm_vgpu
+ * (kernel-shim/diff, a C driver on the drm_gpusvm API, over upstream's C helper or ours).
  * Every case prints "ok - NAME" or "not ok - NAME: reason"; the last line is
  * "dmirror-test: PASSED n" or "dmirror-test: FAILED f of n".
+ *
+ *   dmirror_test [-d DEVICE] [-D] [NAME]
+ *
+ * -d  the device (default /dev/gpusvm_dmirror); cases that need what only gpusvm_vgpu has
+ *     (VRAM eviction under pressure, its probes) run only on /dev/gpusvm_vgpu.
+ * -D  differential output (kernel-shim/diff): one line per case,
+ *     "diff: NAME ok res=..." or "diff: NAME not ok: reason res=...", where res lists the
+ *     residency counts the case observed, in order, so that two runs over different
+ *     drm_gpusvm implementations can be compared line by line; then "diff: DONE ...".
  *
  * Build: gcc -static -O2 -Wall -I../include -o dmirror_test dmirror_test.c -lpthread
  */
@@ -22,10 +33,23 @@
 #include <unistd.h>
 
 #include "gpusvm_dmirror.h"
+#include "gpusvm_vgpu.h"
 
 static long page_size;
 static int failures, cases;
 static char fail_msg[256];
+static const char *device = GPUSVM_DMIRROR_DEVICE;
+static int is_vgpu;
+/* The residency counts a case observed, for -D. */
+static char res_trace[1024];
+
+static void trace(const char *fmt, long v)
+{
+	size_t used = strlen(res_trace);
+
+	if (used + 24 < sizeof(res_trace))
+		snprintf(res_trace + used, sizeof(res_trace) - used, fmt, used ? "," : "", v);
+}
 
 #define CHECK(cond, ...)                                                        \
 	do {                                                                    \
@@ -37,10 +61,10 @@ static char fail_msg[256];
 
 static int dm_open(void)
 {
-	int fd = open(GPUSVM_DMIRROR_DEVICE, O_RDWR);
+	int fd = open(device, O_RDWR);
 
 	if (fd < 0) {
-		perror("open " GPUSVM_DMIRROR_DEVICE);
+		perror(device);
 		exit(2);
 	}
 	return fd;
@@ -89,14 +113,24 @@ static long residency_count(int fd, void *addr, unsigned long npages, unsigned i
 	unsigned char *res = calloc(npages, 1);
 	long n = 0;
 
-	if (!res || dm_cmd(fd, GPUSVM_DMIRROR_RESIDENCY, addr, npages, res, NULL)) {
-		free(res);
+	if (!res)
 		return -1;
+	/* One command covers at most GPUSVM_DMIRROR_MAX_PAGES. */
+	for (unsigned long i = 0; i < npages; i += GPUSVM_DMIRROR_MAX_PAGES) {
+		unsigned long k = npages - i < GPUSVM_DMIRROR_MAX_PAGES ?
+				  npages - i : GPUSVM_DMIRROR_MAX_PAGES;
+
+		if (dm_cmd(fd, GPUSVM_DMIRROR_RESIDENCY, (char *)addr + i * page_size, k, res + i,
+			   NULL)) {
+			free(res);
+			return -1;
+		}
 	}
 	for (unsigned long i = 0; i < npages; i++)
 		if ((res[i] & want) == want)
 			n++;
 	free(res);
+	trace("%s%ld", n);
 	return n;
 }
 
@@ -195,6 +229,8 @@ static int t_anon_write(void)
 	fill(buf, n, 0x2000);
 	r = gpu_write(fd, p, n, buf); /* never touched by the CPU */
 	CHECK(r == 0, "gpu write: %d", r);
+	CHECK(residency_count(fd, p, n, GPUSVM_DMIRROR_PAGE_GPU_WRITE) == (long)n,
+	      "pages not GPU mapped writable after the write");
 	bad = verify(p, n, 0x2000);
 	CHECK(bad < 0, "CPU sees wrong data at word %ld", bad);
 	/* CPU writes are seen by the GPU: the CPU write faults invalidate nothing here (same
@@ -407,6 +443,8 @@ static int t_fork_cow(void)
 	fill(buf, n, 0x7200);
 	r = gpu_write(fd, p, n, buf);
 	CHECK(r == 0, "parent gpu write: %d", r);
+	CHECK(residency_count(fd, p, n, GPUSVM_DMIRROR_PAGE_GPU_WRITE) == (long)n,
+	      "parent pages not GPU mapped writable after its write");
 	CHECK(verify(p, n, 0x7200) < 0, "parent CPU does not see its GPU write");
 	CHECK(write(pipefd[1], "x", 1) == 1, "pipe");
 	CHECK(waitpid(pid, &status, 0) == pid, "waitpid");
@@ -568,6 +606,10 @@ static int t_munmap_migrated(void)
 	CHECK(r == 0, "gpu read: %d", r);
 	r = migrate_dev(fd, p, n);
 	CHECK(r == 0, "migrate: %d", r);
+	/* The migration's invalidation unmapped the GPU's system-memory pages. */
+	CHECK(residency_count(fd, p, n, GPUSVM_DMIRROR_PAGE_DEVICE) == (long)n, "not on device");
+	CHECK(residency_count(fd, p, n, GPUSVM_DMIRROR_PAGE_GPU_MAPPED) == 0,
+	      "GPU mappings of the migrated pages survive");
 	st = stats(fd);
 	CHECK(st.vram_pages_used == n, "vram used %llu", (unsigned long long)st.vram_pages_used);
 	r = gpu_read(fd, p, n, buf);
@@ -837,8 +879,124 @@ static int t_all_device_memory_free(void)
 	CHECK(st.vram_pages_used == 0 && st.devmem_live == 0,
 	      "%llu device pages and %llu allocations still in use",
 	      (unsigned long long)st.vram_pages_used, (unsigned long long)st.devmem_live);
-	CHECK(st.dma_mappings == 0, "%llu DMA mappings leaked",
-	      (unsigned long long)st.dma_mappings);
+	/* gpusvm_vgpu cannot count the DMA mappings drm_gpusvm makes (GPUSVM_VGPU_DMA_UNTRACKED). */
+	CHECK(st.dma_mappings == 0 || (is_vgpu && st.dma_mappings == GPUSVM_VGPU_DMA_UNTRACKED),
+	      "%llu DMA mappings leaked", (unsigned long long)st.dma_mappings);
+	close(fd);
+	return 0;
+}
+
+/* VRAM full: a migration evicts the least recently migrated allocation (TTM eviction through
+ * drm_pagemap_evict_to_ram), and no data is lost on the way. Needs a device that evicts
+ * (gpusvm_vgpu; gpusvm_dmirror refuses with -ENOMEM instead). */
+static int t_evict_under_pressure(void)
+{
+	int fd = dm_open();
+	struct gpusvm_dmirror_stats st = stats(fd);
+	unsigned long vram = st.vram_pages, block = 512, n = vram + block;
+	char *p = map_aligned(n), *buf = malloc(block * page_size);
+	unsigned long i;
+	long on_dev;
+	int r;
+
+	CHECK(p && buf && vram >= 2 * block && st.vram_pages_used == 0, "setup");
+	fill(p, n, 0xe000);
+	/* Fill VRAM exactly, oldest allocation first. */
+	for (i = 0; i < vram; i += block) {
+		r = migrate_dev(fd, p + i * page_size, block);
+		CHECK(r == 0, "migrate block %lu: %d", i / block, r);
+	}
+	CHECK(residency_count(fd, p, vram, GPUSVM_DMIRROR_PAGE_DEVICE) == (long)vram,
+	      "VRAM not full");
+	/* One more block: the first one must go back to RAM. */
+	r = migrate_dev(fd, p + vram * page_size, block);
+	CHECK(r == 0, "migrate under pressure: %d", r);
+	CHECK(residency_count(fd, p + vram * page_size, block, GPUSVM_DMIRROR_PAGE_DEVICE) ==
+	      (long)block, "the new block is not in VRAM");
+	CHECK(residency_count(fd, p, block, GPUSVM_DMIRROR_PAGE_DEVICE) == 0,
+	      "the oldest block was not evicted");
+	on_dev = residency_count(fd, p, n, GPUSVM_DMIRROR_PAGE_DEVICE);
+	CHECK(on_dev == (long)vram, "%ld pages in VRAM, want %lu", on_dev, vram);
+	st = stats(fd);
+	CHECK(st.vram_pages_used == vram, "vram used %llu", (unsigned long long)st.vram_pages_used);
+	/* The evicted block, the GPU's view of the new one, and the CPU's of everything. */
+	r = gpu_read(fd, p, block, buf);
+	CHECK(r == 0 && verify(buf, block, 0xe000) < 0, "gpu read of the evicted block: %d", r);
+	r = gpu_read(fd, p + vram * page_size, block, buf);
+	CHECK(r == 0 && verify(buf, block, 0xe000 + vram * page_size / 4) < 0,
+	      "gpu read of the new block: %d", r);
+	CHECK(verify(p, n, 0xe000) < 0, "data lost on the way");
+	munmap(p, n * page_size);
+	free(buf);
+	st = stats(fd);
+	CHECK(st.vram_pages_used == 0 && st.devmem_live == 0, "munmap left %llu pages, %llu "
+	      "allocations", (unsigned long long)st.vram_pages_used,
+	      (unsigned long long)st.devmem_live);
+	close(fd);
+	return 0;
+}
+
+/* A process that exits with data in device memory and GPU mappings, without unmapping or
+ * closing anything: its device memory must all come back. */
+static int t_process_exit(void)
+{
+	int fd = dm_open(), status;
+	struct gpusvm_dmirror_stats st0 = stats(fd), st;
+	pid_t pid = fork();
+
+	CHECK(pid >= 0, "fork");
+	if (pid == 0) {
+		int cfd = dm_open();
+		unsigned long n = 256;
+		char *p = map_aligned(n), *buf = malloc(n * page_size);
+
+		if (!p || !buf)
+			_exit(10);
+		fill(p, n, 0xf000);
+		if (migrate_dev(cfd, p, n))
+			_exit(11);
+		if (gpu_read(cfd, p, n, buf) || verify(buf, n, 0xf000) >= 0)
+			_exit(12);
+		if (stats(cfd).vram_pages_used < n)
+			_exit(13);
+		_exit(0);	/* cfd, p and the GPU VM go with the process */
+	}
+	CHECK(waitpid(pid, &status, 0) == pid, "waitpid");
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child failed (status %#x)", status);
+	st = stats(fd);
+	CHECK(st.vram_pages_used == st0.vram_pages_used && st.devmem_live == st0.devmem_live,
+	      "the exited process left %llu device pages, %llu allocations",
+	      (unsigned long long)(st.vram_pages_used - st0.vram_pages_used),
+	      (unsigned long long)(st.devmem_live - st0.devmem_live));
+	close(fd);
+	return 0;
+}
+
+/* Upstream bug: drm_pagemap_migrate_to_devmem documents that it consumes the allocation's
+ * reference even on error, but returns -EOPNOTSUPP for missing copy ops without calling
+ * devmem_release (docs/upstream-bugs.md). gpusvm_vgpu only. */
+static int t_probe_migrate_missing_ops(void)
+{
+	int fd = dm_open();
+	unsigned long n = 16;
+	char *p = map(NULL, n, PROT_READ | PROT_WRITE, 0);
+	struct gpusvm_vgpu_probe pr = { .kind = GPUSVM_VGPU_PROBE_MIGRATE_MISSING_OPS };
+	struct gpusvm_dmirror_stats st;
+
+	CHECK(p, "mmap");
+	fill(p, n, 0xf800);
+	pr.addr = (uintptr_t)p;
+	pr.len = n * page_size;
+	CHECK(ioctl(fd, GPUSVM_VGPU_PROBE, &pr) == 0, "probe: %d", -errno);
+	trace("%sret%ld", pr.ret);
+	CHECK(pr.ret == -EOPNOTSUPP, "migrate returned %lld, want -EOPNOTSUPP", (long long)pr.ret);
+	CHECK(pr.released && !pr.leaked, "the failed migration did not release its allocation "
+	      "(devmem_release not called: leaked)");
+	CHECK(verify(p, n, 0xf800) < 0, "data changed");
+	st = stats(fd);
+	CHECK(st.vram_pages_used == 0 && st.devmem_live == 0, "%llu pages, %llu allocations left",
+	      (unsigned long long)st.vram_pages_used, (unsigned long long)st.devmem_live);
+	munmap(p, n * page_size);
 	close(fd);
 	return 0;
 }
@@ -846,53 +1004,84 @@ static int t_all_device_memory_free(void)
 struct test {
 	const char *name;
 	int (*fn)(void);
+	int vgpu_only;
 };
 
 static const struct test tests[] = {
-	{ "anon_read", t_anon_read },
-	{ "anon_write", t_anon_write },
-	{ "anon_read_unpopulated", t_anon_read_unpopulated },
-	{ "write_readonly_vma_eperm", t_write_readonly_vma },
-	{ "prot_none", t_prot_none },
-	{ "partial_munmap", t_partial_munmap },
-	{ "mprotect", t_mprotect },
-	{ "fork_cow", t_fork_cow },
-	{ "fork_cow_device", t_fork_cow_device },
-	{ "migrate_to_device_cpu_readback", t_migrate_cpu_readback },
-	{ "migrate_to_system", t_migrate_to_sys },
-	{ "munmap_migrated", t_munmap_migrated },
-	{ "evict", t_evict },
-	{ "repeated_map_unmap", t_repeated_map_unmap },
-	{ "thp", t_thp },
-	{ "concurrent_invalidation", t_concurrent_invalidation },
-	{ "all_device_memory_free", t_all_device_memory_free },
+	{ "anon_read", t_anon_read, 0 },
+	{ "anon_write", t_anon_write, 0 },
+	{ "anon_read_unpopulated", t_anon_read_unpopulated, 0 },
+	{ "write_readonly_vma_eperm", t_write_readonly_vma, 0 },
+	{ "prot_none", t_prot_none, 0 },
+	{ "partial_munmap", t_partial_munmap, 0 },
+	{ "mprotect", t_mprotect, 0 },
+	{ "fork_cow", t_fork_cow, 0 },
+	{ "fork_cow_device", t_fork_cow_device, 0 },
+	{ "migrate_to_device_cpu_readback", t_migrate_cpu_readback, 0 },
+	{ "migrate_to_system", t_migrate_to_sys, 0 },
+	{ "munmap_migrated", t_munmap_migrated, 0 },
+	{ "evict", t_evict, 0 },
+	{ "repeated_map_unmap", t_repeated_map_unmap, 0 },
+	{ "thp", t_thp, 0 },
+	{ "concurrent_invalidation", t_concurrent_invalidation, 0 },
+	{ "evict_under_pressure", t_evict_under_pressure, 1 },
+	{ "process_exit", t_process_exit, 0 },
+	{ "probe_migrate_missing_ops", t_probe_migrate_missing_ops, 1 },
+	{ "all_device_memory_free", t_all_device_memory_free, 0 },
 };
 
 int main(int argc, char **argv)
 {
+	const char *only = NULL;
+	int diff = 0, opt;
+
+	while ((opt = getopt(argc, argv, "d:D")) != -1) {
+		switch (opt) {
+		case 'd':
+			device = optarg;
+			break;
+		case 'D':
+			diff = 1;
+			break;
+		default:
+			fprintf(stderr, "usage: %s [-d DEVICE] [-D] [NAME]\n", argv[0]);
+			return 2;
+		}
+	}
+	if (optind < argc)
+		only = argv[optind];
+	is_vgpu = strcmp(device, GPUSVM_VGPU_DEVICE) == 0;
 	page_size = sysconf(_SC_PAGESIZE);
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
-		if (argc > 1 && strcmp(argv[1], tests[i].name))
+		if (only && strcmp(only, tests[i].name))
+			continue;
+		if (tests[i].vgpu_only && !is_vgpu)
 			continue;
 		struct timespec t0, t1;
 		double secs;
 		int r;
 
 		fail_msg[0] = 0;
+		res_trace[0] = 0;
 		cases++;
 		clock_gettime(CLOCK_MONOTONIC, &t0);
 		r = tests[i].fn();
 		clock_gettime(CLOCK_MONOTONIC, &t1);
 		secs = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
-		if (r == 0) {
-			printf("ok - %s (%.2fs)\n", tests[i].name, secs);
-		} else {
+		if (r)
 			failures++;
+		if (diff)
+			printf("diff: %s %s%s%s res=%s\n", tests[i].name, r ? "not ok" : "ok",
+			       r ? ": " : "", r ? fail_msg : "", res_trace[0] ? res_trace : "-");
+		else if (r == 0)
+			printf("ok - %s (%.2fs)\n", tests[i].name, secs);
+		else
 			printf("not ok - %s: %s\n", tests[i].name, fail_msg);
-		}
 	}
-	if (failures)
+	if (diff)
+		printf("diff: DONE cases=%d failed=%d\n", cases, failures);
+	else if (failures)
 		printf("dmirror-test: FAILED %d of %d\n", failures, cases);
 	else
 		printf("dmirror-test: PASSED %d\n", cases);
