@@ -101,11 +101,13 @@ $(obj)/shim/ext_bindings.rs: $(src)/shim/bindings.h $(src)/shim/helpers.h FORCE
 	$(call if_changed_dep,gs_bindgen)
 targets += shim/ext_bindings.rs
 
-# The shim crate: gpusvm_core + kernel + its bindings.
+# The shim crate: gpusvm_core + kernel + its bindings. A module that includes this file may set
+# GS_SHIM_CFG first: `--cfg gs_count_dma` counts live DMA mappings (a leak check for tests; an
+# atomic per map and unmap, so off where nobody reads it).
 $(obj)/shim/gpusvm_kshim.o: private gs-edition = 2021
 $(obj)/shim/gpusvm_kshim.o: private gs-env = GS_EXT_BINDINGS=$(abspath $(obj)/shim/ext_bindings.rs)
 $(obj)/shim/gpusvm_kshim.o: private gs-extra = --extern ffi --extern kernel --extern pin_init \
-	--extern gpusvm_core
+	--extern gpusvm_core $(GS_SHIM_CFG)
 $(obj)/shim/gpusvm_kshim.o: $(src)/shim/lib.rs $(obj)/shim/ext_bindings.rs \
 	$(obj)/gpusvm_core.o FORCE
 	$(call if_changed_dep,gs_rustc_lib)

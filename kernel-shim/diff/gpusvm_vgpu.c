@@ -1074,6 +1074,22 @@ static int vgpu_bench(struct vgpu_file *f, struct gpusvm_vgpu_bench *b)
 		b->ns = ktime_get_ns() - t0;
 		b->ops = b->iters;
 		return 0;
+	case GPUSVM_VGPU_BENCH_LOOKUP:
+		if (!b->count)
+			return -EINVAL;
+		vgpu_bench_ctx(&ctx);
+		t0 = ktime_get_ns();
+		for (i = 0; i < b->iters; i++) {
+			seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+			r = drm_gpusvm_range_find_or_insert(&f->bench,
+							    b->addr + ((seed >> 33) % b->count) * b->stride,
+							    0, TASK_SIZE_MAX, &ctx);
+			if (IS_ERR(r))
+				return PTR_ERR(r);
+		}
+		b->ns = ktime_get_ns() - t0;
+		b->ops = b->iters;
+		return 0;
 	case GPUSVM_VGPU_BENCH_GET_PAGES:
 		r = vgpu_bench_range(f, b->addr);
 		if (IS_ERR(r))

@@ -58,6 +58,10 @@ struct drm_pagemap *gs_abi_drm_pagemap_get_unless_zero(struct drm_pagemap *dpage
 /* Defined in Rust (pagemap_ref.rs); not in abi_helpers.h so that bindgen leaves them alone. */
 void gs_pagemap_dev_unhold_work(struct work_struct *work);
 void gs_pagemap_module_exit(void);
+int gs_abi_selftest(void);
+
+static int __init gs_abi_module_init(void) { return gs_abi_selftest(); }
+module_init(gs_abi_module_init);
 
 static DECLARE_WORK(drm_pagemap_work, gs_pagemap_dev_unhold_work);
 void gs_abi_pagemap_work_schedule(void) { schedule_work(&drm_pagemap_work); }

@@ -814,6 +814,17 @@ pub(crate) unsafe fn range_release(range: *mut c::drm_gpusvm_range) {
     }
 }
 
+/// Whether the C flags of a range's pages say valid (upstream's `drm_gpusvm_pages_valid`).
+///
+/// # Safety
+///
+/// `range` is a live range.
+unsafe fn c_pages_valid(range: *const c::drm_gpusvm_range) -> bool {
+    // SAFETY: Caller; the flags are plain integers.
+    let b = unsafe { (*range).pages.flags.__bindgen_anon_1.__bindgen_anon_1.as_ref() };
+    b.has_dma_mapping() != 0 || b.has_devmem_pages() != 0
+}
+
 /// `drm_gpusvm_range_pages_valid`: whether the range's pages may be committed (the caller
 /// holds the notifier lock), read from the C flags as upstream does.
 ///
@@ -825,13 +836,11 @@ pub unsafe extern "C" fn drm_gpusvm_range_pages_valid(
     _gpusvm: *mut c::drm_gpusvm,
     range: *mut c::drm_gpusvm_range,
 ) -> bool {
-    // SAFETY: Caller.
-    let Some(r) = (unsafe { range.as_ref() }) else {
+    if range.is_null() {
         return false;
-    };
-    // SAFETY: Plain integers.
-    let b = unsafe { r.pages.flags.__bindgen_anon_1.__bindgen_anon_1.as_ref() };
-    b.has_dma_mapping() != 0 || b.has_devmem_pages() != 0
+    }
+    // SAFETY: Caller: live.
+    unsafe { c_pages_valid(range) }
 }
 
 /// `drm_gpusvm_range_get_pages`: faults and DMA-maps the range's pages, then publishes them in
@@ -871,6 +880,15 @@ pub unsafe extern "C" fn drm_gpusvm_range_get_pages(
             return e.to_errno();
         }
         let nl = svm.notifier_lock();
+        // Upstream's fast path: the C pages are still valid from a previous call, so their
+        // entries are the core's (every path that unmaps the core's pages clears the C flags
+        // under this lock): only the sequence is new.
+        // SAFETY: `range` is live (caller); lock held.
+        if unsafe { c_pages_valid(range) } && svm.range_pages_valid(&nl, core) {
+            // SAFETY: As above.
+            unsafe { mirror_seq(&core.data().pages, pages_of(range)) };
+            return 0;
+        }
         // SAFETY: The C range of `core`, with an array of `npages` entries; lock held.
         if unsafe { mirror_pages(svm, &nl, core, range) } {
             return 0;

@@ -16,6 +16,7 @@ use gpusvm_core::{
 };
 use gpusvm_kshim::{ext, KDma, KMm};
 use kernel::bindings as k;
+use kernel::ffi::c_int;
 
 use crate::bindings as c;
 use crate::driver::CAbi;
@@ -99,16 +100,79 @@ pub(crate) fn dma_dir(dir: DmaDirection) -> k::dma_data_direction {
     }
 }
 
+// The bitfield word of `struct drm_pagemap_addr` (`u64 proto : 54; u64 order : 8; u64 dir : 2;`
+// after `dma_addr_t addr`), as the kernel's ABIs allocate it: from bit 0 of the second word.
+// Packed by hand because bindgen's bitfield accessors move one bit at a time, which made
+// copying a range's DMA addresses cost more than mapping them (docs/PERFORMANCE.md);
+// `addr_layout_matches` checks the layout against those accessors once, at module load.
+const PROTO_MASK: u64 = (1 << 54) - 1;
+const ORDER_SHIFT: u32 = 54;
+const ORDER_MASK: u64 = 0xff;
+const DIR_SHIFT: u32 = 62;
+
+const _: () = assert!(size_of::<c::drm_pagemap_addr>() == 2 * size_of::<u64>());
+const _: () = assert!(align_of::<c::drm_pagemap_addr>() == align_of::<u64>());
+
+fn pack_addr(addr: u64, proto: u64, order: u64, dir: u64) -> c::drm_pagemap_addr {
+    let word = (proto & PROTO_MASK) | ((order & ORDER_MASK) << ORDER_SHIFT) | (dir << DIR_SHIFT);
+    // SAFETY: `drm_pagemap_addr` is two `u64`s (asserted above): `addr`, then the bitfield
+    // word, whose layout `addr_layout_matches` verified at module load; every bit pattern is
+    // a valid value of both.
+    unsafe { core::mem::transmute::<[u64; 2], c::drm_pagemap_addr>([addr, word]) }
+}
+
+/// The bitfield word of a C address.
+fn addr_word(a: &c::drm_pagemap_addr) -> u64 {
+    // SAFETY: As in `pack_addr`: two `u64`s (so the second is in bounds and aligned), plain
+    // integers.
+    unsafe { core::ptr::from_ref(a).cast::<u64>().add(1).read() }
+}
+
+/// The `proto` field of a C address.
+pub(crate) fn addr_proto(a: &c::drm_pagemap_addr) -> u64 {
+    addr_word(a) & PROTO_MASK
+}
+
 /// The C address of a core DMA entry.
 pub(crate) fn c_addr(entry: DmaEntry) -> c::drm_pagemap_addr {
-    let mut a = c::drm_pagemap_addr {
-        addr: entry.addr(),
-        ..Default::default()
-    };
-    a.set_proto(u64::from(entry.proto().value()));
-    a.set_order(u64::from(entry.order()));
-    a.set_dir(dma_dir(entry.dir()) as u64);
-    a
+    pack_addr(
+        entry.addr(),
+        u64::from(entry.proto().value()),
+        u64::from(entry.order()),
+        dma_dir(entry.dir()) as u64,
+    )
+}
+
+/// Whether the hand-packed layout is the compiler's (bindgen's accessors follow the C
+/// compiler's bitfield allocation), for a few values of each field.
+pub(crate) fn addr_layout_matches() -> bool {
+    let samples: [(u64, u64, u64); 4] = [(0, 0, 0), (1, 9, 2), (PROTO_MASK, ORDER_MASK, 3), (0x2a, 0x81, 1)];
+    samples.iter().all(|&(proto, order, dir)| {
+        let mut want = c::drm_pagemap_addr {
+            addr: 0x1234_5000,
+            ..Default::default()
+        };
+        want.set_proto(proto);
+        want.set_order(order);
+        want.set_dir(dir);
+        let got = pack_addr(0x1234_5000, proto, order, dir);
+        addr_word(&got) == addr_word(&want)
+            && got.proto() == proto
+            && got.order() == order
+            && got.dir() == dir
+            && addr_proto(&want) == proto
+    })
+}
+
+/// Module load: refuses to load if the C structures are not laid out as this crate packs them.
+#[no_mangle]
+pub(crate) extern "C" fn gs_abi_selftest() -> c_int {
+    if addr_layout_matches() {
+        0
+    } else {
+        kernel::pr_err!("struct drm_pagemap_addr is not laid out as expected\n");
+        code::EINVAL.to_errno()
+    }
 }
 
 impl Pagemap<CAbi> for CPagemap {
@@ -134,7 +198,7 @@ impl Pagemap<CAbi> for CPagemap {
         if unsafe { ext::gs_dma_mapping_error(dev.as_ptr(), a.addr) } {
             return Err(code::EFAULT);
         }
-        let proto = Protocol::new(u8::try_from(a.proto()).map_err(|_| code::EINVAL)?)?;
+        let proto = Protocol::new(u8::try_from(addr_proto(&a)).map_err(|_| code::EINVAL)?)?;
         DmaEntry::encode(a.addr, proto, order, dir)
     }
 

@@ -59,6 +59,8 @@ struct gpusvm_vgpu_bench {
 #define GPUSVM_VGPU_BENCH_MIGRATE	7
 /* fini of the bench VM. */
 #define GPUSVM_VGPU_BENCH_FINI		8
+/* iters lookups of resident ranges as in FAULT, find_or_insert alone. */
+#define GPUSVM_VGPU_BENCH_LOOKUP	9
 
 /*
  * Probes of upstream bugs that a driver can reach (docs/upstream-bugs.md). Each reports what

@@ -3,6 +3,7 @@
 //! [`gpusvm_core::DmaDevice`] over the DMA API of a `struct device`.
 
 use core::ptr::NonNull;
+#[cfg(gs_count_dma)]
 use core::sync::atomic::{AtomicIsize, Ordering};
 
 use gpusvm_core::{code, DmaDevice, DmaDirection, Result};
@@ -11,11 +12,22 @@ use kernel::bindings;
 use crate::ext;
 
 /// DMA mappings made through any [`KDma`] and not yet unmapped (a leak check for tests).
+#[cfg(gs_count_dma)]
 static LIVE_MAPPINGS: AtomicIsize = AtomicIsize::new(0);
 
-/// Number of live DMA mappings made by the shim.
+/// Number of live DMA mappings made by the shim (built with `--cfg gs_count_dma`, see
+/// `crates.mk`: the count costs an atomic per map and unmap).
+#[cfg(gs_count_dma)]
 pub fn live_mappings() -> isize {
     LIVE_MAPPINGS.load(Ordering::Relaxed)
+}
+
+#[inline]
+fn count_mapping(delta: isize) {
+    #[cfg(gs_count_dma)]
+    LIVE_MAPPINGS.fetch_add(delta, Ordering::Relaxed);
+    #[cfg(not(gs_count_dma))]
+    let _ = delta;
 }
 
 /// A counted reference to a `struct device` that maps pages for DMA.
@@ -47,6 +59,7 @@ impl KDma {
     }
 
     /// The device.
+    #[inline]
     pub fn as_ptr(&self) -> *mut bindings::device {
         self.dev.as_ptr()
     }
@@ -81,6 +94,7 @@ impl Drop for KDma {
     }
 }
 
+#[inline]
 fn dir(d: DmaDirection) -> bindings::dma_data_direction {
     match d {
         DmaDirection::Bidirectional => bindings::dma_data_direction_DMA_BIDIRECTIONAL,
@@ -90,36 +104,34 @@ fn dir(d: DmaDirection) -> bindings::dma_data_direction {
     }
 }
 
+#[inline]
 fn bytes(order: u32) -> Option<usize> {
     crate::PAGE_SIZE.checked_shl(order)
 }
 
+// `#[inline]`: the core's page loops call these once per page, from another crate.
 impl DmaDevice for KDma {
+    #[inline]
     fn map_page(&self, pfn: u64, order: u32, d: DmaDirection) -> Result<u64> {
         let size = bytes(order).ok_or(code::EINVAL)?;
         let pfn = kernel::ffi::c_ulong::try_from(pfn).map_err(|_| code::EINVAL)?;
-        // SAFETY: `pfn_valid` only inspects the memory map.
-        if !unsafe { ext::gs_pfn_valid(pfn) } {
+        let mut addr = 0;
+        // SAFETY: The device is valid (type invariant); the helper checks `pfn_valid` before
+        // it takes the struct page, which is one the core holds through HMM (valid until the
+        // next invalidation, which unmaps first) or a migration. `addr` is a local.
+        if unsafe { ext::gs_dma_map_pfn(self.as_ptr(), pfn, size, dir(d), &mut addr) } != 0 {
             return Err(code::EFAULT);
         }
-        // SAFETY: `pfn` is valid, so it has a struct page.
-        let page = unsafe { ext::gs_pfn_to_page(pfn) };
-        // SAFETY: The device is valid (type invariant); the page is one the core holds through
-        // HMM (valid until the next invalidation, which unmaps first) or a migration.
-        let addr = unsafe { bindings::dma_map_page_attrs(self.as_ptr(), page, 0, size, dir(d), 0) };
-        // SAFETY: The device is valid.
-        if unsafe { ext::gs_dma_mapping_error(self.as_ptr(), addr) } {
-            return Err(code::EFAULT);
-        }
-        LIVE_MAPPINGS.fetch_add(1, Ordering::Relaxed);
+        count_mapping(1);
         Ok(addr)
     }
 
+    #[inline]
     fn unmap_page(&self, addr: u64, order: u32, d: DmaDirection) {
         let Some(size) = bytes(order) else { return };
         // SAFETY: The core passes a mapping made by `map_page` on this device with the same
         // size and direction.
         unsafe { bindings::dma_unmap_page_attrs(self.as_ptr(), addr, size, dir(d), 0) };
-        LIVE_MAPPINGS.fetch_sub(1, Ordering::Relaxed);
+        count_mapping(-1);
     }
 }

@@ -49,6 +49,21 @@ bool gs_is_zone_device_page(const struct page *page) { return is_zone_device_pag
 bool gs_is_device_private_page(const struct page *page) { return is_device_private_page(page); }
 bool gs_is_device_coherent_page(const struct page *page) { return is_device_coherent_page(page); }
 struct dev_pagemap *gs_page_pgmap(const struct page *page) { return page_pgmap(page); }
+int gs_classify_pfn(unsigned long pfn, struct dev_pagemap **pgmap, void **zone_data,
+		    bool *coherent)
+{
+	struct page *page;
+
+	if (!pfn_valid(pfn))
+		return GS_CONST_PFN_NONE;
+	page = pfn_to_page(pfn);
+	if (!is_zone_device_page(page))
+		return GS_CONST_PFN_SYSTEM;
+	*pgmap = page_pgmap(page);
+	*zone_data = page->zone_device_data;
+	*coherent = is_device_coherent_page(page);
+	return GS_CONST_PFN_ZONE_DEVICE;
+}
 void *gs_page_zone_device_data(const struct page *page) { return page->zone_device_data; }
 void gs_page_set_zone_device_data(struct page *page, void *data) { page->zone_device_data = data; }
 struct page *gs_alloc_page_movable(void) { return alloc_page(GFP_HIGHUSER_MOVABLE); }
@@ -68,6 +83,14 @@ int gs_dma_coerce_mask_and_coherent(struct device *dev, u64 mask)
 bool gs_dma_mapping_error(struct device *dev, dma_addr_t addr)
 {
 	return dma_mapping_error(dev, addr) != 0;
+}
+int gs_dma_map_pfn(struct device *dev, unsigned long pfn, size_t size,
+		   enum dma_data_direction dir, dma_addr_t *addr)
+{
+	if (!pfn_valid(pfn))
+		return -EFAULT;
+	*addr = dma_map_page(dev, pfn_to_page(pfn), 0, size, dir);
+	return dma_mapping_error(dev, *addr) ? -EFAULT : 0;
 }
 bool gs_dma_is_direct(struct device *dev) { return get_dma_ops(dev) == NULL; }
 unsigned long gs_dma_to_pfn(struct device *dev, dma_addr_t addr)

@@ -38,6 +38,18 @@ bool gs_pfn_valid(unsigned long pfn);
 bool gs_is_zone_device_page(const struct page *page);
 bool gs_is_device_private_page(const struct page *page);
 bool gs_is_device_coherent_page(const struct page *page);
+/*
+ * The per-page work of get_pages in one call each (a call out of Rust costs more than the
+ * inline C it wraps): what a page frame is (GS_CONST_PFN_NONE: no struct page,
+ * GS_CONST_PFN_SYSTEM, or GS_CONST_PFN_ZONE_DEVICE with its pgmap, zone_device_data and
+ * coherence), and the DMA mapping of a valid frame (0, or -EFAULT for no struct page or a
+ * mapping error).
+ */
+#define GS_CONST_PFN_NONE		0
+#define GS_CONST_PFN_SYSTEM		1
+#define GS_CONST_PFN_ZONE_DEVICE	2
+int gs_classify_pfn(unsigned long pfn, struct dev_pagemap **pgmap, void **zone_data,
+		    bool *coherent);
 struct dev_pagemap *gs_page_pgmap(const struct page *page);
 void *gs_page_zone_device_data(const struct page *page);
 void gs_page_set_zone_device_data(struct page *page, void *data);
@@ -55,6 +67,8 @@ struct mm_struct *gs_vmf_mm(const struct vm_fault *vmf);
 /* linux/dma-mapping.h, linux/dma-direct.h */
 int gs_dma_coerce_mask_and_coherent(struct device *dev, u64 mask);
 bool gs_dma_mapping_error(struct device *dev, dma_addr_t addr);
+int gs_dma_map_pfn(struct device *dev, unsigned long pfn, size_t size,
+		   enum dma_data_direction dir, dma_addr_t *addr);
 bool gs_dma_is_direct(struct device *dev);
 unsigned long gs_dma_to_pfn(struct device *dev, dma_addr_t addr);
 

@@ -63,6 +63,7 @@ impl Protocol {
     /// # Errors
     ///
     /// `EINVAL` above [`Protocol::MAX`].
+    #[inline]
     pub fn new(value: u8) -> Result<Self> {
         if value <= Self::MAX {
             Ok(Protocol(value))
@@ -72,6 +73,7 @@ impl Protocol {
     }
 
     /// The raw value.
+    #[inline]
     pub fn value(self) -> u8 {
         self.0
     }
@@ -100,6 +102,7 @@ impl DmaEntry {
     /// means "no entry", so the one mapping that would encode to it (address 0, order 0,
     /// bidirectional, system) is refused with `EFAULT`; page frame 0 is never handed to user
     /// space and IOMMUs never return IOVA 0.
+    #[inline]
     pub fn encode(addr: u64, proto: Protocol, order: u32, dir: DmaDirection) -> Result<Self> {
         if addr & ((1 << Self::ADDR_SHIFT) - 1) != 0 {
             return Err(code::EFAULT);
@@ -119,49 +122,58 @@ impl DmaEntry {
     }
 
     /// Whether this is the "no entry" value.
+    #[inline]
     pub fn is_none(self) -> bool {
         self.0 == 0
     }
 
     /// A hole of `1 << order` pages: the place of a mapping a partial unmap removed, kept so
     /// that the page offsets of the following entries stay right (range splitting).
+    #[inline]
     pub fn hole(order: u32) -> Self {
         DmaEntry((u64::from(order.min(31)) << Self::ORDER_SHIFT) | u64::from(Protocol::HOLE.0))
     }
 
     /// Whether this is a hole (see [`DmaEntry::hole`]).
+    #[inline]
     pub fn is_hole(self) -> bool {
         self.proto() == Protocol::HOLE
     }
 
     /// Whether a live mapping is behind this entry.
+    #[inline]
     pub fn is_mapped(self) -> bool {
         !self.is_none() && !self.is_hole()
     }
 
     /// The DMA (or device) address.
+    #[inline]
     pub fn addr(self) -> u64 {
         self.0 & !((1 << Self::ADDR_SHIFT) - 1)
     }
 
     /// The order: the entry covers `PAGE_SIZE << order` bytes.
+    #[inline]
     pub fn order(self) -> u32 {
         // Five bits, so the cast is lossless.
         ((self.0 >> Self::ORDER_SHIFT) & 0x1f) as u32
     }
 
     /// The direction the mapping was made for.
+    #[inline]
     pub fn dir(self) -> DmaDirection {
         DmaDirection::from_bits(self.0 >> Self::DIR_SHIFT)
     }
 
     /// The interconnect protocol.
+    #[inline]
     pub fn proto(self) -> Protocol {
         // Five bits, so the cast is lossless.
         Protocol((self.0 & 0x1f) as u8)
     }
 
     /// The raw 64-bit value.
+    #[inline]
     pub fn to_bits(self) -> u64 {
         self.0
     }

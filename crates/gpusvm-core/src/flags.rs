@@ -31,12 +31,14 @@ bitflags::bitflags! {
 
 impl PagesFlags {
     /// Whether the pages are valid for a commit (upstream `pages_valid`).
+    #[inline]
     pub fn is_valid(self) -> bool {
         self.intersects(PagesFlags::HAS_DMA_MAPPING | PagesFlags::HAS_DEVMEM_PAGES)
     }
 
     /// Whether this combination can exist (invariant 2 of brief §4.1: device pages are a kind of
     /// DMA mapping; so are holes).
+    #[inline]
     pub fn is_consistent(self) -> bool {
         !self.intersects(PagesFlags::HAS_DEVMEM_PAGES | PagesFlags::HOLES)
             || self.contains(PagesFlags::HAS_DMA_MAPPING)

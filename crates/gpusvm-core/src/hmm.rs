@@ -50,6 +50,7 @@ impl HmmPfn {
     pub const REQ_WRITE: u64 = Self::WRITE;
 
     /// Encodes a present page (used by backends and tests).
+    #[inline]
     pub fn present(pfn: u64, writable: bool, order: u8) -> Self {
         let mut v = (pfn & !Self::FLAGS) | Self::VALID;
         if writable {
@@ -115,6 +116,7 @@ impl core::fmt::Debug for HmmPfn {
 /// `pfn % (1 << map_order)` inside it. The chunk is what remains of that mapping from this page,
 /// clamped to the pages left in the request, rounded down to a power of two. The result is the
 /// stride of the walk and the DMA-mapping granularity, so it is never 0 pages.
+#[inline]
 pub fn chunk_order(pfn: HmmPfn, index: usize, npages: usize) -> u32 {
     let order = pfn.map_order();
     let size = 1u64 << order;

@@ -493,7 +493,13 @@ pub(crate) fn get_pages<D: SvmDriver>(
         }
         let mut seq = notifier.read_begin();
 
-        // Fast path: still valid from a previous call.
+        // Fast path: still valid from a previous call. The flags are published (Release) after
+        // the entries, so this Acquire load needs no lock; the caller commits under the
+        // notifier lock anyway, where an invalidation since `seq` shows.
+        if pages.flags().is_valid() {
+            pages.notifier_seq.store(seq, Ordering::Relaxed);
+            return Ok(());
+        }
         {
             let nl = shared.read_lock();
             let mut st = pages.lock_state(&nl);
