@@ -1012,7 +1012,8 @@ static int vgpu_bench(struct vgpu_file *f, struct gpusvm_vgpu_bench *b)
 	if (b->flags)
 		return -EINVAL;
 	if (b->kind != GPUSVM_VGPU_BENCH_INIT && b->kind != GPUSVM_VGPU_BENCH_MIGRATE &&
-	    b->kind != GPUSVM_VGPU_BENCH_FINI && !f->bench_inited)
+	    b->kind != GPUSVM_VGPU_BENCH_FINI && b->kind != GPUSVM_VGPU_BENCH_ALLOC &&
+	    !f->bench_inited)
 		return -ENODEV;
 	b->ns = b->ops = b->ns2 = b->ops2 = b->aux = 0;
 	switch (b->kind) {
@@ -1137,6 +1138,22 @@ static int vgpu_bench(struct vgpu_file *f, struct gpusvm_vgpu_bench *b)
 	}
 	case GPUSVM_VGPU_BENCH_FINI:
 		vgpu_bench_fini(f);
+		return 0;
+	case GPUSVM_VGPU_BENCH_ALLOC:
+		if (!b->size || b->size > PAGE_SIZE)
+			return -EINVAL;
+		t0 = ktime_get_ns();
+		for (i = 0; i < b->iters; i++) {
+			void *p = kzalloc(b->size, GFP_KERNEL);
+
+			if (!p)
+				return -ENOMEM;
+			/* Keep the compiler from pairing the two away. */
+			WRITE_ONCE(*(char *)p, 1);
+			kfree(p);
+		}
+		b->ns = ktime_get_ns() - t0;
+		b->ops = b->iters;
 		return 0;
 	}
 	return -EINVAL;

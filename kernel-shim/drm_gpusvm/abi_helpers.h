@@ -18,6 +18,13 @@ void gs_abi_init_notifier_lock(struct rw_semaphore *sem);
 void gs_abi_prime_notifier_lock(struct rw_semaphore *sem);
 /* lockdep_assert_held_write(&gpusvm->notifier_lock) (nothing without lockdep). */
 void gs_abi_assert_notifier_lock_held_write(struct drm_gpusvm *gpusvm);
+/* Whether lockdep is built in: without it the assertion above is empty, and Rust does not call
+ * it (it runs once per range in an invalidation). */
+#ifdef CONFIG_LOCKDEP
+#define GS_ABI_LOCKDEP 1
+#else
+#define GS_ABI_LOCKDEP 0
+#endif
 /* drm_gpusvm_driver_lock_held: the driver lock named by drm_gpusvm_driver_set_lock, if any. */
 void gs_abi_assert_driver_lock_held(struct drm_gpusvm *gpusvm);
 /* drm_gpusvm_init: gpusvm->lock_dep_map = NULL (the field exists only with CONFIG_LOCKDEP). */

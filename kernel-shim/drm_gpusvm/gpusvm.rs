@@ -814,6 +814,19 @@ pub(crate) unsafe fn range_release(range: *mut c::drm_gpusvm_range) {
     }
 }
 
+/// Upstream's `lockdep_assert_held_write(&gpusvm->notifier_lock)`; nothing (not even the call)
+/// without lockdep.
+///
+/// # Safety
+///
+/// `gpusvm` is an initialized instance.
+pub(crate) unsafe fn assert_notifier_write_held(gpusvm: *mut c::drm_gpusvm) {
+    if c::GS_ABI_LOCKDEP != 0 {
+        // SAFETY: Caller.
+        unsafe { c::gs_abi_assert_notifier_lock_held_write(gpusvm) };
+    }
+}
+
 /// Whether the C flags of a range's pages say valid (upstream's `drm_gpusvm_pages_valid`).
 ///
 /// # Safety
@@ -921,7 +934,7 @@ pub unsafe extern "C" fn drm_gpusvm_range_unmap_pages(
     };
     if in_notifier {
         // SAFETY: `gpusvm` is valid (it has a state).
-        unsafe { c::gs_abi_assert_notifier_lock_held_write(gpusvm) };
+        unsafe { assert_notifier_write_held(gpusvm) };
         // SAFETY: `in_notifier` means the caller is the invalidate op: the write lock is held.
         let Some(inv) = (unsafe { s.driver().current_invalidation() }) else {
             return;
@@ -931,8 +944,9 @@ pub unsafe extern "C" fn drm_gpusvm_range_unmap_pages(
         unsafe { mirror_unmapped(pages_of(range)) };
     } else {
         let svm = svm(s);
-        svm.range_unmap_pages(core);
-        let _nl = svm.notifier_lock();
+        // One lock round for the core's pages and their C mirror.
+        let nl = svm.notifier_lock();
+        svm.pages_api().unmap_pages_locked(&nl, &core.data().pages);
         // SAFETY: Lock held.
         unsafe { mirror_unmapped(pages_of(range)) };
     }

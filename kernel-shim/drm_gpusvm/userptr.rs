@@ -283,7 +283,7 @@ unsafe fn write_locked<R>(
 ) -> R {
     let _wg = if held {
         // SAFETY: Initialized (caller).
-        unsafe { c::gs_abi_assert_notifier_lock_held_write(gpusvm) };
+        unsafe { crate::gpusvm::assert_notifier_write_held(gpusvm) };
         None
     } else {
         Some(svm.notifier_lock_write())

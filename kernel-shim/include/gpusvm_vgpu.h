@@ -61,6 +61,9 @@ struct gpusvm_vgpu_bench {
 #define GPUSVM_VGPU_BENCH_FINI		8
 /* iters lookups of resident ranges as in FAULT, find_or_insert alone. */
 #define GPUSVM_VGPU_BENCH_LOOKUP	9
+/* iters x (kzalloc of size bytes; kfree): the price of one allocation in this machine, for
+ * reading INSERT (docs/PERFORMANCE.md). Needs no bench VM. */
+#define GPUSVM_VGPU_BENCH_ALLOC		10
 
 /*
  * Probes of upstream bugs that a driver can reach (docs/upstream-bugs.md). Each reports what
