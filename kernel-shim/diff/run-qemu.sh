@@ -36,6 +36,8 @@
 #   BENCH_ARGS     arguments of vgpu_bench (e.g. -q: no million-range case)
 #   DIFF_ONLY      run only this suite case (debugging)
 #   DIFF_ORDER     the phases in order (default "upstream rust")
+#   DIFF_REPEAT    run the suite (or DIFF_ONLY's case) this many more times per helper,
+#                  reporting failures as INFO lines (hunting a flaky case)
 #   QEMU_TIMEOUT   seconds (default 1200)
 #   JOBS, RUSTC, HOSTRUSTC, BINDGEN, LIBCLANG_PATH  as kernel-shim/abi-test/run-qemu.sh
 set -euo pipefail
@@ -113,6 +115,7 @@ cp "$WORK/dmirror_test" "$WORK/vgpu_bench" "$RFS/bin/"
 printf '%s\n' "${BENCH_ARGS:-}" > "$RFS/lib/modules/diff/bench.args"
 printf '%s\n' "${DIFF_ONLY:-}" > "$RFS/lib/modules/diff/only"
 printf '%s\n' "${DIFF_ORDER:-upstream rust}" > "$RFS/lib/modules/diff/order"
+printf '%s\n' "${DIFF_REPEAT:-0}" > "$RFS/lib/modules/diff/repeat"
 if [ -n "${MODULES_ROOT:-}" ]; then
 	[ -d "$MODULES_ROOT/lib/modules/$kver" ] || die "$MODULES_ROOT/lib/modules/$kver missing"
 	cp -a "$MODULES_ROOT/lib/modules/$kver" "$RFS/lib/modules/"

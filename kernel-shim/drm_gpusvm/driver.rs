@@ -431,6 +431,8 @@ impl SvmDriver for CAbi {
         })
     }
 
+    // Inlined so that the core's closure is called directly (once per range of an invalidation).
+    #[inline]
     fn for_each_pages<'a>(data: &'a CRange, f: &mut dyn FnMut(&'a SvmPages<Self>)) {
         f(&data.pages);
     }

@@ -717,7 +717,7 @@ pub unsafe extern "C" fn drm_gpusvm_range_find_or_insert(
             code::ENOENT
         });
     }
-    match svm.range_find_or_insert(fault_addr as u64, gpuva, &ctx) {
+    match svm.range_find_or_insert_ref(fault_addr as u64, gpuva, &ctx) {
         // The tree keeps the range alive; upstream returns it without a reference.
         Ok(r) => r.data().as_ptr(),
         Err(e) => err_ptr(e),

@@ -7,6 +7,7 @@
 extern crate std;
 
 use std::collections::HashMap;
+use std::ptr::NonNull;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::vec::Vec;
@@ -132,6 +133,48 @@ fn fault_commit_invalidate_gc_remove() {
     s.range_remove(&r);
     assert_eq!(again.size(), 2 * M);
     drop((r, again, gc));
+    teardown(w, s);
+}
+
+#[test]
+fn find_or_insert_ref_borrows_the_tree_range() {
+    let w = World::new(1);
+    w.mm.mmap(BASE, BASE + 4 * M, RW_ANON);
+    let mut s = svm(&w);
+
+    // A new range and the same range found again: one object, owned by the tree alone (the
+    // borrowed form takes no count, so removing the range frees it).
+    let first = NonNull::from(
+        s.range_find_or_insert_ref(BASE + 0x10, gpuva(), &ctx())
+            .unwrap(),
+    );
+    let again = NonNull::from(
+        s.range_find_or_insert_ref(BASE + 0x2000, gpuva(), &ctx())
+            .unwrap(),
+    );
+    assert_eq!(first, again);
+    assert_eq!(s.num_ranges(), 1);
+    let counted = s
+        .range_find_or_insert(BASE + 0x3000, gpuva(), &ctx())
+        .unwrap();
+    assert_eq!(NonNull::from(&*counted), first);
+    // The counted reference keeps the removed range alive (its empty notifier goes), and its
+    // drop frees it.
+    s.range_remove(&counted);
+    assert_eq!(s.num_ranges(), 0);
+    let live_with_ref = w.alloc.live();
+    drop(counted);
+    assert!(
+        w.alloc.live() < live_with_ref,
+        "the range was not freed with its last count"
+    );
+
+    // Errors are the counted form's.
+    assert_eq!(
+        s.range_find_or_insert_ref(BASE + 8 * M, gpuva(), &ctx())
+            .err(),
+        Some(code::ENOENT)
+    );
     teardown(w, s);
 }
 
