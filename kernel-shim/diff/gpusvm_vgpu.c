@@ -122,6 +122,44 @@ static struct vgpu {
 static int vgpu_owner;
 
 /*
+ * The page trace (GPUSVM_VGPU_TRACE): a ring of events about one user page, under its lock.
+ * The copy hooks match frames against the GPU's last mapping of the page.
+ */
+#define VGPU_TRACE_LEN 512
+struct vgpu_trace_ev {
+	u64 ns;
+	char what;	/* A access, C commit, I invalidation, D copy to device, R copy to RAM */
+	u64 a, b, c;
+};
+static struct {
+	spinlock_t lock;
+	unsigned long addr;		/* 0: off */
+	u64 last_sys;			/* physical address of the last system mapping */
+	u64 last_vram;			/* VRAM offset of the last device mapping (+1; 0: none) */
+	unsigned int head, n;
+	struct vgpu_trace_ev ev[VGPU_TRACE_LEN];
+} vtr = { .lock = __SPIN_LOCK_UNLOCKED(vtr.lock) };
+
+static void vgpu_trace(char what, u64 a, u64 b, u64 c)
+{
+	unsigned long flags;
+	struct vgpu_trace_ev *e;
+
+	spin_lock_irqsave(&vtr.lock, flags);
+	e = &vtr.ev[vtr.head];
+	*e = (struct vgpu_trace_ev){ .ns = ktime_get_ns(), .what = what, .a = a, .b = b, .c = c };
+	vtr.head = (vtr.head + 1) % VGPU_TRACE_LEN;
+	if (vtr.n < VGPU_TRACE_LEN)
+		vtr.n++;
+	spin_unlock_irqrestore(&vtr.lock, flags);
+}
+
+static bool vgpu_traced(unsigned long addr)
+{
+	return READ_ONCE(vtr.addr) && (addr & PAGE_MASK) == READ_ONCE(vtr.addr);
+}
+
+/*
  * One device-memory allocation (Xe: a VRAM buffer object).
  *
  * ref: one reference for the allocation itself (dropped in devmem_release, or by the probe
@@ -224,6 +262,15 @@ static int vgpu_copy(struct page **pages, struct drm_pagemap_addr *addrs, unsign
 		if (!sys)
 			return -EFAULT;
 		dev = vgpu_vram_va(page_to_pfn(pages[i]));
+		if (READ_ONCE(vtr.addr)) {
+			u64 off = (page_to_pfn(pages[i]) - vg.base_pfn) << PAGE_SHIFT;
+			u64 phys = dma_to_phys(vg.drm->dev, addrs[i].addr);
+			u64 ls = READ_ONCE(vtr.last_sys), lv = READ_ONCE(vtr.last_vram);
+
+			if ((ls && ls >= phys && ls < phys + (n << PAGE_SHIFT)) ||
+			    (lv && lv - 1 >= off && lv - 1 < off + (n << PAGE_SHIFT)))
+				vgpu_trace(to_device ? 'D' : 'R', off, phys, *(u64 *)(to_device ? sys : dev));
+		}
 		if (to_device)
 			memcpy(dev, sys, n << PAGE_SHIFT);
 		else
@@ -468,6 +515,9 @@ static void vgpu_invalidate(struct drm_gpusvm *gpusvm, struct drm_gpusvm_notifie
 	unsigned long end = min(drm_gpusvm_notifier_end(notifier), mmu_range->end);
 
 	atomic64_inc(&f->invalidations);
+	if (READ_ONCE(vtr.addr) && vtr.addr >= mmu_range->start && vtr.addr < mmu_range->end)
+		vgpu_trace('I', mmu_range->event, mmu_range->start,
+			   (mmu_range->end - mmu_range->start) | (mmu_range->owner ? 1ULL << 63 : 0));
 	drm_gpusvm_for_each_range(r, notifier, start, end) {
 		struct vgpu_range *vr = to_vr(r);
 
@@ -526,6 +576,9 @@ static void vgpu_ctx(struct drm_gpusvm_ctx *ctx, bool read_only)
 		.devmem_possible = true,
 	};
 }
+
+static bool vgpu_page_addr(struct drm_gpusvm_pages *pages, unsigned long npages,
+			   unsigned long idx, dma_addr_t *addr, u64 *proto);
 
 /*
  * The GPU fault handler (xe_svm_handle_pagefault, without migration): on success the range
@@ -587,6 +640,15 @@ static int vgpu_gpu_fault(struct vgpu_file *f, unsigned long addr, bool write)
 			vr->bound = true;
 			vr->read_only = read_only;
 		}
+		if (vgpu_traced(addr)) {
+			dma_addr_t a = 0;
+			u64 proto = 0;
+			unsigned long idx = (addr - drm_gpusvm_range_start(r)) >> PAGE_SHIFT;
+
+			vgpu_page_addr(&r->pages, drm_gpusvm_range_size(r) >> PAGE_SHIFT, idx, &a,
+				       &proto);
+			vgpu_trace('C', committed | (proto << 8), a, r->pages.notifier_seq);
+		}
 		drm_gpusvm_notifier_unlock(&f->gpusvm);
 		if (committed)
 			return attempt;
@@ -647,6 +709,17 @@ static int vgpu_access_page(struct vgpu_file *f, unsigned long addr, void *buf, 
 		va = vgpu_system_va(a);
 		if (!va)
 			return -EFAULT;
+	}
+	if (vgpu_traced(addr)) {
+		if (proto == DRM_INTERCONNECT_DRIVER) {
+			WRITE_ONCE(vtr.last_vram, a - VGPU_VRAM_BUS + 1);
+			WRITE_ONCE(vtr.last_sys, 0);
+		} else {
+			WRITE_ONCE(vtr.last_sys, dma_to_phys(vg.drm->dev, a));
+			WRITE_ONCE(vtr.last_vram, 0);
+		}
+		vgpu_trace('A', write | (proto << 8), a,
+			   write ? *(u64 *)buf : *(u64 *)va);
 	}
 	if (write)
 		memcpy(va, buf, PAGE_SIZE);
@@ -1196,6 +1269,52 @@ static int vgpu_probe(struct vgpu_file *f, struct gpusvm_vgpu_probe *p)
 	return 0;
 }
 
+/* ------------------------------------------------------------------ page trace */
+
+static int vgpu_trace_ioctl(struct vgpu_file *f, unsigned long addr)
+{
+	unsigned long pfn = 0, flags;
+	unsigned int i, n, start;
+	int ret;
+
+	if (addr > 1) {
+		spin_lock_irqsave(&vtr.lock, flags);
+		vtr.head = vtr.n = 0;
+		vtr.last_sys = vtr.last_vram = 0;
+		WRITE_ONCE(vtr.addr, addr & PAGE_MASK);
+		spin_unlock_irqrestore(&vtr.lock, flags);
+		return 0;
+	}
+	ret = addr;
+	addr = READ_ONCE(vtr.addr);
+	WRITE_ONCE(vtr.addr, 0);
+	if (!ret || !addr)
+		return 0;
+	ret = vgpu_hmm_walk(f->mm, addr, addr + PAGE_SIZE, &pfn, 0, &vgpu_owner);
+	pr_info(VGPU_NAME ": trace of %#lx: cpu now %d pfn %#lx (flags %#lx, %s%s), gpu last sys %#llx vram %#llx\n",
+		addr, ret, pfn & ~HMM_PFN_FLAGS, pfn & HMM_PFN_FLAGS,
+		vgpu_hmm_is_own_device(pfn) ? "device idx " : "system phys ",
+		"", vtr.last_sys, vtr.last_vram);
+	if (vgpu_hmm_is_own_device(pfn))
+		pr_info(VGPU_NAME ":   cpu device offset %#lx, word %#llx\n",
+			(hmm_pfn_to_page(pfn) ? page_to_pfn(hmm_pfn_to_page(pfn)) - vg.base_pfn : 0) << PAGE_SHIFT,
+			*(u64 *)vgpu_vram_va(page_to_pfn(hmm_pfn_to_page(pfn))));
+	else if (pfn & HMM_PFN_VALID)
+		pr_info(VGPU_NAME ":   cpu system phys %#llx, word %#llx\n",
+			(u64)PFN_PHYS(page_to_pfn(hmm_pfn_to_page(pfn))),
+			*(u64 *)page_address(hmm_pfn_to_page(pfn)));
+	spin_lock_irqsave(&vtr.lock, flags);
+	n = vtr.n;
+	start = (vtr.head + VGPU_TRACE_LEN - n) % VGPU_TRACE_LEN;
+	spin_unlock_irqrestore(&vtr.lock, flags);
+	for (i = 0; i < n; i++) {
+		struct vgpu_trace_ev *e = &vtr.ev[(start + i) % VGPU_TRACE_LEN];
+
+		pr_info(VGPU_NAME ":   %llu %c %#llx %#llx %#llx\n", e->ns, e->what, e->a, e->b, e->c);
+	}
+	return 0;
+}
+
 /* ------------------------------------------------------------------ file ops */
 
 static int vgpu_open(struct inode *inode, struct file *file)
@@ -1269,6 +1388,13 @@ static long vgpu_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		ret = vgpu_bench(f, &b);
 		mutex_unlock(&f->lock);
 		return ret ? ret : vgpu_write_back(arg, &b, sizeof(b));
+	}
+	case GPUSVM_VGPU_TRACE: {
+		struct gpusvm_vgpu_trace t;
+
+		if (copy_from_user(&t, (void __user *)arg, sizeof(t)))
+			return -EFAULT;
+		return vgpu_trace_ioctl(f, t.addr);
 	}
 	case GPUSVM_VGPU_PROBE: {
 		struct gpusvm_vgpu_probe p;

@@ -82,7 +82,18 @@ struct gpusvm_vgpu_probe {
  * (-EOPNOTSUPP) and, as it documents, consume the allocation's reference (devmem_release). */
 #define GPUSVM_VGPU_PROBE_MIGRATE_MISSING_OPS	1
 
+/*
+ * Tracing one page, for hunting races: TRACE with addr != 0 starts recording, in a ring, every
+ * GPU access to the page at addr, every committed mapping of it, every invalidation covering it
+ * and every copy into or out of the frames the GPU last mapped for it; TRACE with addr == 0 dumps
+ * the ring and an HMM snapshot of the page to the kernel log and stops.
+ */
+struct gpusvm_vgpu_trace {
+	__u64 addr;
+};
+
 #define GPUSVM_VGPU_BENCH	_IOWR('v', 0x00, struct gpusvm_vgpu_bench)
 #define GPUSVM_VGPU_PROBE	_IOWR('v', 0x01, struct gpusvm_vgpu_probe)
+#define GPUSVM_VGPU_TRACE	_IOW('v', 0x02, struct gpusvm_vgpu_trace)
 
 #endif

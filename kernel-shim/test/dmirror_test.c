@@ -828,6 +828,11 @@ static int t_concurrent_invalidation(void)
 	int r = 0;
 
 	CHECK(p && buf && back, "mmap");
+	if (is_vgpu) {
+		struct gpusvm_vgpu_trace tr = { .addr = (uintptr_t)p };
+
+		ioctl(fd, GPUSVM_VGPU_TRACE, &tr);
+	}
 	CHECK(pthread_create(&t1, NULL, race_discard, &rc) == 0, "pthread_create");
 	CHECK(pthread_create(&t2, NULL, race_migrate, &rc) == 0, "pthread_create");
 	for (unsigned int it = 0; it < 150 && r == 0; it++) {
@@ -853,6 +858,12 @@ static int t_concurrent_invalidation(void)
 	rc.stop = 1;
 	pthread_join(t1, NULL);
 	pthread_join(t2, NULL);
+	if (is_vgpu) {
+		/* On a mismatch, the trace of page 0 goes to the kernel log; otherwise it stops. */
+		struct gpusvm_vgpu_trace tr = { .addr = r == RACE_MISMATCH };
+
+		ioctl(fd, GPUSVM_VGPU_TRACE, &tr);
+	}
 	if (r == RACE_MISMATCH)
 		return -1;
 	CHECK(r == 0, "gpu access failed under races: %d", r);
