@@ -122,41 +122,49 @@ static struct vgpu {
 static int vgpu_owner;
 
 /*
- * The page trace (GPUSVM_VGPU_TRACE): a ring of events about one user page, under its lock.
- * The copy hooks match frames against the GPU's last mapping of the page.
+ * The span trace (GPUSVM_VGPU_TRACE): a ring of events about the pages of one user span, under
+ * its lock. The copy hook matches frames against the GPU's last mapping of each page.
  */
-#define VGPU_TRACE_LEN 512
+#define VGPU_TRACE_LEN   16384
+#define VGPU_TRACE_PAGES 64
 struct vgpu_trace_ev {
 	u64 ns;
 	char what;	/* A access, C commit, I invalidation, D copy to device, R copy to RAM */
+	u16 page;	/* index in the span (invalidations: the first page covered) */
 	u64 a, b, c;
 };
 static struct {
 	spinlock_t lock;
-	unsigned long addr;		/* 0: off */
-	u64 last_sys;			/* physical address of the last system mapping */
-	u64 last_vram;			/* VRAM offset of the last device mapping (+1; 0: none) */
+	unsigned long addr, npages;	/* npages 0: off */
+	u64 last_sys[VGPU_TRACE_PAGES];	/* physical address of the last system mapping */
+	u64 last_vram[VGPU_TRACE_PAGES];	/* VRAM offset + 1 of the last device mapping */
 	unsigned int head, n;
 	struct vgpu_trace_ev ev[VGPU_TRACE_LEN];
 } vtr = { .lock = __SPIN_LOCK_UNLOCKED(vtr.lock) };
 
-static void vgpu_trace(char what, u64 a, u64 b, u64 c)
+static void vgpu_trace(char what, unsigned long page, u64 a, u64 b, u64 c)
 {
 	unsigned long flags;
 	struct vgpu_trace_ev *e;
 
 	spin_lock_irqsave(&vtr.lock, flags);
 	e = &vtr.ev[vtr.head];
-	*e = (struct vgpu_trace_ev){ .ns = ktime_get_ns(), .what = what, .a = a, .b = b, .c = c };
+	*e = (struct vgpu_trace_ev){ .ns = ktime_get_ns(), .what = what, .page = page, .a = a,
+				     .b = b, .c = c };
 	vtr.head = (vtr.head + 1) % VGPU_TRACE_LEN;
 	if (vtr.n < VGPU_TRACE_LEN)
 		vtr.n++;
 	spin_unlock_irqrestore(&vtr.lock, flags);
 }
 
-static bool vgpu_traced(unsigned long addr)
+/* The index of addr's page in the traced span, or -1. */
+static long vgpu_traced(unsigned long addr)
 {
-	return READ_ONCE(vtr.addr) && (addr & PAGE_MASK) == READ_ONCE(vtr.addr);
+	unsigned long n = READ_ONCE(vtr.npages), base = READ_ONCE(vtr.addr);
+
+	if (!n || addr < base || (addr - base) >> PAGE_SHIFT >= n)
+		return -1;
+	return (addr - base) >> PAGE_SHIFT;
 }
 
 /*
@@ -262,14 +270,20 @@ static int vgpu_copy(struct page **pages, struct drm_pagemap_addr *addrs, unsign
 		if (!sys)
 			return -EFAULT;
 		dev = vgpu_vram_va(page_to_pfn(pages[i]));
-		if (READ_ONCE(vtr.addr)) {
+		if (READ_ONCE(vtr.npages)) {
 			u64 off = (page_to_pfn(pages[i]) - vg.base_pfn) << PAGE_SHIFT;
 			u64 phys = dma_to_phys(vg.drm->dev, addrs[i].addr);
-			u64 ls = READ_ONCE(vtr.last_sys), lv = READ_ONCE(vtr.last_vram);
+			u64 len = n << PAGE_SHIFT;
+			unsigned long k;
 
-			if ((ls && ls >= phys && ls < phys + (n << PAGE_SHIFT)) ||
-			    (lv && lv - 1 >= off && lv - 1 < off + (n << PAGE_SHIFT)))
-				vgpu_trace(to_device ? 'D' : 'R', off, phys, *(u64 *)(to_device ? sys : dev));
+			for (k = 0; k < READ_ONCE(vtr.npages); k++) {
+				u64 ls = READ_ONCE(vtr.last_sys[k]), lv = READ_ONCE(vtr.last_vram[k]);
+
+				if ((ls && ls >= phys && ls < phys + len) ||
+				    (lv && lv - 1 >= off && lv - 1 < off + len))
+					vgpu_trace(to_device ? 'D' : 'R', k, off, phys,
+						   *(u64 *)(to_device ? sys : dev));
+			}
 		}
 		if (to_device)
 			memcpy(dev, sys, n << PAGE_SHIFT);
@@ -515,8 +529,11 @@ static void vgpu_invalidate(struct drm_gpusvm *gpusvm, struct drm_gpusvm_notifie
 	unsigned long end = min(drm_gpusvm_notifier_end(notifier), mmu_range->end);
 
 	atomic64_inc(&f->invalidations);
-	if (READ_ONCE(vtr.addr) && vtr.addr >= mmu_range->start && vtr.addr < mmu_range->end)
-		vgpu_trace('I', mmu_range->event, mmu_range->start,
+	if (READ_ONCE(vtr.npages) && mmu_range->start < vtr.addr + (vtr.npages << PAGE_SHIFT) &&
+	    mmu_range->end > vtr.addr)
+		vgpu_trace('I', mmu_range->start > vtr.addr ?
+			   (mmu_range->start - vtr.addr) >> PAGE_SHIFT : 0, mmu_range->event,
+			   mmu_range->start,
 			   (mmu_range->end - mmu_range->start) | (mmu_range->owner ? 1ULL << 63 : 0));
 	drm_gpusvm_for_each_range(r, notifier, start, end) {
 		struct vgpu_range *vr = to_vr(r);
@@ -640,14 +657,15 @@ static int vgpu_gpu_fault(struct vgpu_file *f, unsigned long addr, bool write)
 			vr->bound = true;
 			vr->read_only = read_only;
 		}
-		if (vgpu_traced(addr)) {
+		if (vgpu_traced(addr) >= 0) {
 			dma_addr_t a = 0;
 			u64 proto = 0;
 			unsigned long idx = (addr - drm_gpusvm_range_start(r)) >> PAGE_SHIFT;
 
 			vgpu_page_addr(&r->pages, drm_gpusvm_range_size(r) >> PAGE_SHIFT, idx, &a,
 				       &proto);
-			vgpu_trace('C', committed | (proto << 8), a, r->pages.notifier_seq);
+			vgpu_trace('C', vgpu_traced(addr), committed | (proto << 8), a,
+				   drm_gpusvm_range_start(r) | (drm_gpusvm_range_size(r) >> PAGE_SHIFT));
 		}
 		drm_gpusvm_notifier_unlock(&f->gpusvm);
 		if (committed)
@@ -710,16 +728,17 @@ static int vgpu_access_page(struct vgpu_file *f, unsigned long addr, void *buf, 
 		if (!va)
 			return -EFAULT;
 	}
-	if (vgpu_traced(addr)) {
+	if (vgpu_traced(addr) >= 0) {
+		long k = vgpu_traced(addr);
+
 		if (proto == DRM_INTERCONNECT_DRIVER) {
-			WRITE_ONCE(vtr.last_vram, a - VGPU_VRAM_BUS + 1);
-			WRITE_ONCE(vtr.last_sys, 0);
+			WRITE_ONCE(vtr.last_vram[k], a - VGPU_VRAM_BUS + 1);
+			WRITE_ONCE(vtr.last_sys[k], 0);
 		} else {
-			WRITE_ONCE(vtr.last_sys, dma_to_phys(vg.drm->dev, a));
-			WRITE_ONCE(vtr.last_vram, 0);
+			WRITE_ONCE(vtr.last_sys[k], dma_to_phys(vg.drm->dev, a));
+			WRITE_ONCE(vtr.last_vram[k], 0);
 		}
-		vgpu_trace('A', write | (proto << 8), a,
-			   write ? *(u64 *)buf : *(u64 *)va);
+		vgpu_trace('A', k, write | (proto << 8), a, write ? *(u64 *)buf : *(u64 *)va);
 	}
 	if (write)
 		memcpy(va, buf, PAGE_SIZE);
@@ -1271,36 +1290,47 @@ static int vgpu_probe(struct vgpu_file *f, struct gpusvm_vgpu_probe *p)
 
 /* ------------------------------------------------------------------ page trace */
 
-static int vgpu_trace_ioctl(struct vgpu_file *f, unsigned long addr)
+static int vgpu_trace_ioctl(struct vgpu_file *f, const struct gpusvm_vgpu_trace *t)
 {
-	unsigned long pfn = 0, flags;
+	unsigned long pfn = 0, flags, page;
 	unsigned int i, n, start;
 	int ret;
 
-	if (addr > 1) {
+	switch (t->op) {
+	case GPUSVM_VGPU_TRACE_START:
+		if (!PAGE_ALIGNED(t->addr) || !t->len || t->len > VGPU_TRACE_PAGES * PAGE_SIZE)
+			return -EINVAL;
 		spin_lock_irqsave(&vtr.lock, flags);
 		vtr.head = vtr.n = 0;
-		vtr.last_sys = vtr.last_vram = 0;
-		WRITE_ONCE(vtr.addr, addr & PAGE_MASK);
+		memset(vtr.last_sys, 0, sizeof(vtr.last_sys));
+		memset(vtr.last_vram, 0, sizeof(vtr.last_vram));
+		WRITE_ONCE(vtr.addr, t->addr);
+		WRITE_ONCE(vtr.npages, DIV_ROUND_UP(t->len, PAGE_SIZE));
 		spin_unlock_irqrestore(&vtr.lock, flags);
 		return 0;
-	}
-	ret = addr;
-	addr = READ_ONCE(vtr.addr);
-	WRITE_ONCE(vtr.addr, 0);
-	if (!ret || !addr)
+	case GPUSVM_VGPU_TRACE_STOP:
+		WRITE_ONCE(vtr.npages, 0);
 		return 0;
-	ret = vgpu_hmm_walk(f->mm, addr, addr + PAGE_SIZE, &pfn, 0, &vgpu_owner);
-	pr_info(VGPU_NAME ": trace of %#lx: cpu now %d pfn %#lx (flags %#lx, %s%s), gpu last sys %#llx vram %#llx\n",
-		addr, ret, pfn & ~HMM_PFN_FLAGS, pfn & HMM_PFN_FLAGS,
-		vgpu_hmm_is_own_device(pfn) ? "device idx " : "system phys ",
-		"", vtr.last_sys, vtr.last_vram);
-	if (vgpu_hmm_is_own_device(pfn))
-		pr_info(VGPU_NAME ":   cpu device offset %#lx, word %#llx\n",
-			(hmm_pfn_to_page(pfn) ? page_to_pfn(hmm_pfn_to_page(pfn)) - vg.base_pfn : 0) << PAGE_SHIFT,
+	case GPUSVM_VGPU_TRACE_DUMP:
+		break;
+	default:
+		return -EINVAL;
+	}
+	if (vgpu_traced(t->addr) < 0)
+		return -EINVAL;
+	page = vgpu_traced(t->addr);
+	WRITE_ONCE(vtr.npages, 0);
+	ret = vgpu_hmm_walk(f->mm, t->addr & PAGE_MASK, (t->addr & PAGE_MASK) + PAGE_SIZE, &pfn, 0,
+			    &vgpu_owner);
+	pr_info(VGPU_NAME ": trace of page %lu (%#llx): hmm %d pfn %#lx flags %#lx; gpu last sys %#llx vram+1 %#llx\n",
+		page, t->addr, ret, pfn & ~HMM_PFN_FLAGS, pfn & HMM_PFN_FLAGS,
+		vtr.last_sys[page], vtr.last_vram[page]);
+	if (!ret && vgpu_hmm_is_own_device(pfn))
+		pr_info(VGPU_NAME ":   cpu: device offset %#lx, word %#llx\n",
+			(page_to_pfn(hmm_pfn_to_page(pfn)) - vg.base_pfn) << PAGE_SHIFT,
 			*(u64 *)vgpu_vram_va(page_to_pfn(hmm_pfn_to_page(pfn))));
-	else if (pfn & HMM_PFN_VALID)
-		pr_info(VGPU_NAME ":   cpu system phys %#llx, word %#llx\n",
+	else if (!ret && (pfn & HMM_PFN_VALID))
+		pr_info(VGPU_NAME ":   cpu: system phys %#llx, word %#llx\n",
 			(u64)PFN_PHYS(page_to_pfn(hmm_pfn_to_page(pfn))),
 			*(u64 *)page_address(hmm_pfn_to_page(pfn)));
 	spin_lock_irqsave(&vtr.lock, flags);
@@ -1310,7 +1340,9 @@ static int vgpu_trace_ioctl(struct vgpu_file *f, unsigned long addr)
 	for (i = 0; i < n; i++) {
 		struct vgpu_trace_ev *e = &vtr.ev[(start + i) % VGPU_TRACE_LEN];
 
-		pr_info(VGPU_NAME ":   %llu %c %#llx %#llx %#llx\n", e->ns, e->what, e->a, e->b, e->c);
+		if (e->page == page || (e->what == 'I' && e->page <= page))
+			pr_info(VGPU_NAME ":   %llu %c %#llx %#llx %#llx\n", e->ns, e->what, e->a,
+				e->b, e->c);
 	}
 	return 0;
 }
@@ -1394,7 +1426,7 @@ static long vgpu_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 
 		if (copy_from_user(&t, (void __user *)arg, sizeof(t)))
 			return -EFAULT;
-		return vgpu_trace_ioctl(f, t.addr);
+		return vgpu_trace_ioctl(f, &t);
 	}
 	case GPUSVM_VGPU_PROBE: {
 		struct gpusvm_vgpu_probe p;

@@ -83,14 +83,19 @@ struct gpusvm_vgpu_probe {
 #define GPUSVM_VGPU_PROBE_MIGRATE_MISSING_OPS	1
 
 /*
- * Tracing one page, for hunting races: TRACE with addr != 0 starts recording, in a ring, every
- * GPU access to the page at addr, every committed mapping of it, every invalidation covering it
- * and every copy into or out of the frames the GPU last mapped for it; TRACE with addr == 0 dumps
- * the ring and an HMM snapshot of the page to the kernel log and stops.
+ * Tracing a span, for hunting races: TRACE_START records, in a ring, every GPU access to a page of
+ * [addr, addr + len), every committed mapping of one, every invalidation overlapping the span and
+ * every copy into or out of a frame the GPU last mapped for one of its pages. TRACE_DUMP prints
+ * the events of the page at addr and an HMM snapshot of it to the kernel log; TRACE_STOP stops.
  */
 struct gpusvm_vgpu_trace {
-	__u64 addr;
+	__u64 op;	/* GPUSVM_VGPU_TRACE_* */
+	__u64 addr, len;
 };
+
+#define GPUSVM_VGPU_TRACE_START	1
+#define GPUSVM_VGPU_TRACE_DUMP	2
+#define GPUSVM_VGPU_TRACE_STOP	3
 
 #define GPUSVM_VGPU_BENCH	_IOWR('v', 0x00, struct gpusvm_vgpu_bench)
 #define GPUSVM_VGPU_PROBE	_IOWR('v', 0x01, struct gpusvm_vgpu_probe)

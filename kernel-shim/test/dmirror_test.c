@@ -761,6 +761,18 @@ struct race {
 	unsigned long n;
 	volatile int stop;
 	unsigned long migrations, cpu_reads;
+	/*
+	 * Held by the discarding thread for the whole madvise(MADV_DONTNEED), and by the main
+	 * thread while the CPU reads back the GPU's data. A discard in flight has cleared the
+	 * page table and ended its MMU-notifier invalidation, so the GPU's next fault already maps
+	 * a fresh page; but it flushes the CPU TLBs only at its end (tlb_finish_mmu), so until then
+	 * another CPU can still read the discarded page through its TLB and see the data written
+	 * before the discard. That is the kernel's behaviour for any madvise racing an access, not
+	 * a stale GPU mapping, and the read-back must not run inside that window. With the lock,
+	 * the CPU's own earlier data in the read-back can only come from a GPU write that went
+	 * to a page the CPU no longer maps.
+	 */
+	pthread_mutex_t discard_lock;
 };
 
 static void *race_discard(void *arg)
@@ -768,7 +780,9 @@ static void *race_discard(void *arg)
 	struct race *r = arg;
 
 	while (!r->stop) {
+		pthread_mutex_lock(&r->discard_lock);
 		madvise(r->p, r->n * page_size, MADV_DONTNEED);
+		pthread_mutex_unlock(&r->discard_lock);
 		usleep(50);
 	}
 	return NULL;
@@ -791,6 +805,8 @@ static void *race_migrate(void *arg)
 
 /* Result of a check in the race loop that found wrong data (errors are negative errnos). */
 #define RACE_MISMATCH 1
+/* The page of the last mismatch. */
+static unsigned long race_bad_page;
 
 /* Every word of the npages at `w` is either 0 (the page was discarded, possibly in the middle
  * of being written, and the rest went to a fresh zero page) or its value in the fill(seed)
@@ -800,6 +816,7 @@ static int race_check(const unsigned int *w, unsigned long npages, unsigned int 
 {
 	for (unsigned long i = 0; i < npages * page_size / 4; i++)
 		if (w[i] != 0 && w[i] != seed + i) {
+			race_bad_page = i / (page_size / 4);
 			snprintf(fail_msg, sizeof(fail_msg),
 				 "iteration %u: %s: page %lu word %lu is %#x, want %#x or 0", it,
 				 what, i / (page_size / 4), i % (page_size / 4), w[i],
@@ -815,21 +832,24 @@ static int race_check(const unsigned int *w, unsigned long npages, unsigned int 
  * shows: the CPU writes a fresh pattern and the GPU must read it (a stale PTE reads the
  * previous iteration's data, or a freed page); the GPU writes a fresh pattern and the CPU
  * must read it. Zero words are allowed (a discard may land at any point), data of another
- * iteration never. */
+ * iteration never, and the CPU's read-back waits for no discard to be in flight (see
+ * `struct race`). */
 static int t_concurrent_invalidation(void)
 {
 	int fd = dm_open();
 	unsigned long n = 64;
 	char *p = map(NULL, n, PROT_READ | PROT_WRITE, 0);
 	unsigned int *buf = malloc(n * page_size), *back = malloc(n * page_size);
-	struct race rc = { .fd = fd, .p = p, .n = n };
+	struct race rc = { .fd = fd, .p = p, .n = n, .discard_lock = PTHREAD_MUTEX_INITIALIZER };
 	pthread_t t1, t2;
 	struct gpusvm_dmirror_stats st;
 	int r = 0;
 
 	CHECK(p && buf && back, "mmap");
 	if (is_vgpu) {
-		struct gpusvm_vgpu_trace tr = { .addr = (uintptr_t)p };
+		struct gpusvm_vgpu_trace tr = {
+			.op = GPUSVM_VGPU_TRACE_START, .addr = (uintptr_t)p, .len = n * page_size,
+		};
 
 		ioctl(fd, GPUSVM_VGPU_TRACE, &tr);
 	}
@@ -852,16 +872,23 @@ static int t_concurrent_invalidation(void)
 		r = gpu_write(fd, p, n, buf);
 		if (r)
 			break;
+		pthread_mutex_lock(&rc.discard_lock);
 		memcpy(back, p, n * page_size);
+		pthread_mutex_unlock(&rc.discard_lock);
 		r = race_check(back, n, gpu_seed, "CPU read of GPU data", it);
 	}
 	rc.stop = 1;
 	pthread_join(t1, NULL);
 	pthread_join(t2, NULL);
 	if (is_vgpu) {
-		/* On a mismatch, the trace of page 0 goes to the kernel log; otherwise it stops. */
-		struct gpusvm_vgpu_trace tr = { .addr = r == RACE_MISMATCH };
+		/* On a mismatch, the trace of the wrong page goes to the kernel log. */
+		struct gpusvm_vgpu_trace tr = {
+			.op = r == RACE_MISMATCH ? GPUSVM_VGPU_TRACE_DUMP : GPUSVM_VGPU_TRACE_STOP,
+			.addr = (uintptr_t)p + race_bad_page * page_size,
+		};
 
+		ioctl(fd, GPUSVM_VGPU_TRACE, &tr);
+		tr.op = GPUSVM_VGPU_TRACE_STOP;
 		ioctl(fd, GPUSVM_VGPU_TRACE, &tr);
 	}
 	if (r == RACE_MISMATCH)
