@@ -613,6 +613,7 @@ static int vgpu_gpu_fault(struct vgpu_file *f, unsigned long addr, bool write)
 		struct drm_gpusvm_range *r;
 		struct vgpu_range *vr;
 		bool committed;
+		long traced;
 
 		vgpu_gc(f);
 		vgpu_ctx(&ctx, read_only);
@@ -657,14 +658,15 @@ static int vgpu_gpu_fault(struct vgpu_file *f, unsigned long addr, bool write)
 			vr->bound = true;
 			vr->read_only = read_only;
 		}
-		if (vgpu_traced(addr) >= 0) {
+		traced = vgpu_traced(addr);
+		if (traced >= 0) {
 			dma_addr_t a = 0;
 			u64 proto = 0;
 			unsigned long idx = (addr - drm_gpusvm_range_start(r)) >> PAGE_SHIFT;
 
 			vgpu_page_addr(&r->pages, drm_gpusvm_range_size(r) >> PAGE_SHIFT, idx, &a,
 				       &proto);
-			vgpu_trace('C', vgpu_traced(addr), committed | (proto << 8), a,
+			vgpu_trace('C', traced, committed | (proto << 8), a,
 				   drm_gpusvm_range_start(r) | (drm_gpusvm_range_size(r) >> PAGE_SHIFT));
 		}
 		drm_gpusvm_notifier_unlock(&f->gpusvm);
@@ -711,6 +713,7 @@ static int vgpu_access_page(struct vgpu_file *f, unsigned long addr, void *buf, 
 	dma_addr_t a;
 	u64 proto;
 	void *va;
+	long k;
 
 	if (!r || !to_vr(r)->bound || !drm_gpusvm_range_pages_valid(&f->gpusvm, r))
 		return 0;
@@ -728,9 +731,8 @@ static int vgpu_access_page(struct vgpu_file *f, unsigned long addr, void *buf, 
 		if (!va)
 			return -EFAULT;
 	}
-	if (vgpu_traced(addr) >= 0) {
-		long k = vgpu_traced(addr);
-
+	k = vgpu_traced(addr);
+	if (k >= 0) {
 		if (proto == DRM_INTERCONNECT_DRIVER) {
 			WRITE_ONCE(vtr.last_vram[k], a - VGPU_VRAM_BUS + 1);
 			WRITE_ONCE(vtr.last_sys[k], 0);
@@ -1093,8 +1095,9 @@ static int vgpu_bench_get_pages(struct vgpu_file *f, struct drm_gpusvm_range *r)
 	return drm_gpusvm_range_get_pages(&f->bench, r, &ctx);
 }
 
-static int vgpu_bench(struct vgpu_file *f, struct gpusvm_vgpu_bench *b)
+static int vgpu_bench(struct vgpu_file *f, void *req)
 {
+	struct gpusvm_vgpu_bench *b = req;
 	struct drm_gpusvm_range *r;
 	struct drm_gpusvm_ctx ctx;
 	u64 i, t0, t1, seed = 12345;
@@ -1253,8 +1256,9 @@ static int vgpu_bench(struct vgpu_file *f, struct gpusvm_vgpu_bench *b)
 
 /* ------------------------------------------------------------------ probes */
 
-static int vgpu_probe(struct vgpu_file *f, struct gpusvm_vgpu_probe *p)
+static int vgpu_probe(struct vgpu_file *f, void *req)
 {
+	struct gpusvm_vgpu_probe *p = req;
 	struct vgpu_bo *bo = NULL;
 	unsigned long flags;
 	bool released;
@@ -1388,10 +1392,23 @@ static int vgpu_release(struct inode *inode, struct file *file)
 	return 0;
 }
 
+/* A vgpu-only command: its request in, the command under the driver lock, the request out. */
+static long vgpu_locked_cmd(struct vgpu_file *f, unsigned long arg, void *req, size_t len,
+			    int (*fn)(struct vgpu_file *f, void *req))
+{
+	int ret;
+
+	if (copy_from_user(req, (void __user *)arg, len))
+		return -EFAULT;
+	mutex_lock(&f->lock);
+	ret = fn(f, req);
+	mutex_unlock(&f->lock);
+	return ret ? ret : vgpu_write_back(arg, req, len);
+}
+
 static long vgpu_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 {
 	struct vgpu_file *f = file->private_data;
-	long ret;
 
 	/* The GPU works only for the process that opened it (a child must open its own). */
 	if (current->mm != f->mm)
@@ -1414,12 +1431,7 @@ static long vgpu_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 	case GPUSVM_VGPU_BENCH: {
 		struct gpusvm_vgpu_bench b;
 
-		if (copy_from_user(&b, (void __user *)arg, sizeof(b)))
-			return -EFAULT;
-		mutex_lock(&f->lock);
-		ret = vgpu_bench(f, &b);
-		mutex_unlock(&f->lock);
-		return ret ? ret : vgpu_write_back(arg, &b, sizeof(b));
+		return vgpu_locked_cmd(f, arg, &b, sizeof(b), vgpu_bench);
 	}
 	case GPUSVM_VGPU_TRACE: {
 		struct gpusvm_vgpu_trace t;
@@ -1431,12 +1443,7 @@ static long vgpu_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 	case GPUSVM_VGPU_PROBE: {
 		struct gpusvm_vgpu_probe p;
 
-		if (copy_from_user(&p, (void __user *)arg, sizeof(p)))
-			return -EFAULT;
-		mutex_lock(&f->lock);
-		ret = vgpu_probe(f, &p);
-		mutex_unlock(&f->lock);
-		return ret ? ret : vgpu_write_back(arg, &p, sizeof(p));
+		return vgpu_locked_cmd(f, arg, &p, sizeof(p), vgpu_probe);
 	}
 	}
 	return -ENOTTY;

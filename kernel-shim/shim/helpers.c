@@ -47,7 +47,6 @@ unsigned long gs_page_to_pfn(const struct page *page) { return page_to_pfn(page)
 bool gs_pfn_valid(unsigned long pfn) { return pfn_valid(pfn); }
 bool gs_is_zone_device_page(const struct page *page) { return is_zone_device_page(page); }
 bool gs_is_device_private_page(const struct page *page) { return is_device_private_page(page); }
-bool gs_is_device_coherent_page(const struct page *page) { return is_device_coherent_page(page); }
 struct dev_pagemap *gs_page_pgmap(const struct page *page) { return page_pgmap(page); }
 int gs_classify_pfn(unsigned long pfn, struct dev_pagemap **pgmap, void **zone_data,
 		    bool *coherent)

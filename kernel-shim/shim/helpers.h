@@ -37,7 +37,6 @@ unsigned long gs_page_to_pfn(const struct page *page);
 bool gs_pfn_valid(unsigned long pfn);
 bool gs_is_zone_device_page(const struct page *page);
 bool gs_is_device_private_page(const struct page *page);
-bool gs_is_device_coherent_page(const struct page *page);
 /*
  * The per-page work of get_pages in one call each (a call out of Rust costs more than the
  * inline C it wraps): what a page frame is (GS_CONST_PFN_NONE: no struct page,

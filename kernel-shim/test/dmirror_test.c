@@ -34,6 +34,7 @@
 
 #include "gpusvm_dmirror.h"
 #include "gpusvm_vgpu.h"
+#include "vm_util.h"
 
 static long page_size;
 static int failures, cases;
@@ -696,29 +697,6 @@ static int t_repeated_map_unmap(void)
 	return 0;
 }
 
-/* AnonHugePages (kB) of the mapping that starts at p, from /proc/self/smaps. */
-static long anon_huge_kb(void *p)
-{
-	FILE *f = fopen("/proc/self/smaps", "r");
-	char line[256];
-	int in = 0;
-	long kb = -1;
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f)) {
-		unsigned long start, end;
-
-		if (sscanf(line, "%lx-%lx ", &start, &end) == 2) {
-			in = start == (uintptr_t)p;
-			continue;
-		}
-		if (in && sscanf(line, "AnonHugePages: %ld kB", &kb) == 1)
-			break;
-	}
-	fclose(f);
-	return kb;
-}
 
 static int t_thp(void)
 {

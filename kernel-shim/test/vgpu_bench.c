@@ -28,6 +28,7 @@
 
 #include "gpusvm_dmirror.h"
 #include "gpusvm_vgpu.h"
+#include "vm_util.h"
 
 /* Each timed loop runs REPS times; the fastest run is reported (the others carry the noise of
  * the emulated machine: other vCPU work, caches, TLB refills). */
@@ -141,29 +142,6 @@ static void fault_among(unsigned long n, const char *insert_name, const char *lo
 	munmap(p, len);
 }
 
-/* AnonHugePages (kB) of the mapping at p. */
-static long anon_huge_kb(void *p)
-{
-	FILE *f = fopen("/proc/self/smaps", "r");
-	char line[256];
-	int in = 0;
-	long kb = -1;
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f)) {
-		unsigned long start, end;
-
-		if (sscanf(line, "%lx-%lx ", &start, &end) == 2) {
-			in = start == (uintptr_t)p;
-			continue;
-		}
-		if (in && sscanf(line, "AnonHugePages: %ld kB", &kb) == 1)
-			break;
-	}
-	fclose(f);
-	return kb;
-}
 
 /* get_pages (and unmap_pages) of one 2 MiB range of 4 KiB pages or of one THP. */
 static void get_pages_2m(int thp, const char *name, const char *unmap_name)

@@ -500,6 +500,8 @@ pub(crate) fn get_pages<D: SvmDriver>(
             pages.notifier_seq.store(seq, Ordering::Relaxed);
             return Ok(());
         }
+        // Slow path only: a mapper may have published since the load above (then its mapping
+        // is used, saving an HMM walk), and an array of the wrong size goes before the walk.
         {
             let nl = shared.read_lock();
             let mut st = pages.lock_state(&nl);
